@@ -1,0 +1,365 @@
+"""The one configuration object of nst-video, and the errors every module may raise.
+
+`Config` holds the only copy of each default. `load_config(name_or_path, **overrides)` reads a preset
+from `configs/` (or any YAML file) strictly: unknown keys and wrong types are errors, and every value is
+range-checked here, at the boundary, so the pipeline never sees a bad setting.
+"""
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+CONFIG_DIR = Path(os.environ.get("NST_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
+
+# Layer names of torchvision's VGG19 `features`, in order (see vgg.py).
+VGG19_LAYERS: tuple[str, ...] = tuple(
+    name
+    for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
+    for name in [n for i in range(1, convs + 1) for n in (f"conv{block}_{i}", f"relu{block}_{i}")] + [f"pool{block}"]
+)
+
+
+class NSTError(Exception):
+    """A failure the user can act on; the CLI prints it as one line and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigError(NSTError):
+    """A bad setting or argument: a usage error (exit code 2)."""
+
+    exit_code = 2
+
+
+def _frozen_map(mapping: Mapping[str, float]) -> types.MappingProxyType:
+    return types.MappingProxyType(dict(mapping))
+
+
+def _field(default: Any, *, frames: bool = True, doc: str = "") -> Any:
+    """A config field. `frames=False` marks settings that cannot change the stylised frames (output
+    encoding, paths, verbosity): a resumed job may change them freely (see workdir.py)."""
+    metadata = {"frames": frames, "doc": doc}
+    if isinstance(default, Mapping):
+        return field(default_factory=lambda: _frozen_map(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Config:
+    # ---- image size and style -------------------------------------------------------------------
+    size: int = _field(512, doc="longest side of the stylised frames, px")
+    style_scale: float = _field(1.0, doc="style image size relative to the stylised frame")
+    style_blend: tuple[float, ...] | None = _field(None, doc="weights of several style images (normalised to sum 1)")
+    original_colors: bool = _field(False, doc="luminance-only transfer, keeping the content's colours")
+    # ---- model ----------------------------------------------------------------------------------
+    weights: str | None = _field(None, doc="VGG19 state dict file; default: torchvision's ImageNet weights")
+    weights_format: str = _field("torchvision", doc="torchvision ([0,1] RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean)")
+    pooling: str = _field("max", doc="max or avg pooling in VGG19")
+    # The paper names its layers conv4_2, conv1_1, ...: in Caffe's VGG19 the ReLU runs in place, so the blob
+    # called conv4_2 holds the rectified response, which torchvision exposes as relu4_2 (Gatys's own PyTorch
+    # code uses r42, r11..r51 as well). Pre-ReLU layers (conv*) can be chosen in YAML.
+    content_layers: Mapping[str, float] = _field({"relu4_2": 1.0}, doc="content layers and their weights")
+    style_layers: Mapping[str, float] = _field(
+        {"relu1_1": 0.2, "relu2_1": 0.2, "relu3_1": 0.2, "relu4_1": 0.2, "relu5_1": 0.2},
+        doc="style layers and their weights w_l (Gatys 2016: 1/5 each)",
+    )
+    loss_scale: str = _field("mean", doc="mean (per-element, size-independent) or paper (Gatys 2016 eq. 1 and 4 sums)")
+    # Loss weights in `mean` scaling, translated from neural-style's published values (content 5, style 100,
+    # TV 1e-3, on Caffe's 0-255 input). Our input is ImageNet-standardised [0,1] RGB, about 255*0.226 = 57.6
+    # times smaller; VGG features scale about linearly with the input, so content (squared features) scales
+    # with 57.6^2 and style (squared Gram entries) with 57.6^4. Keeping content at 5, the style weight becomes
+    # 100 * 57.6^2 = 3.3e5. neural-style's TV is a plain sum over pixels on the 0-255 scale; per element on
+    # [0,1] at its 512 px default that is 1e-3 * 255^2 * 512^2 / 57.6^2 = 5.1e3 against our content.
+    content_weight: float = _field(5.0, doc="alpha")
+    style_weight: float = _field(3.3e5, doc="beta")
+    tv_weight: float = _field(5.1e3, doc="total variation weight (squared differences, Mahendran & Vedaldi)")
+    # artistic-videos' temporal weight is 1e3 on the 0-255 scale against content 5 with a per-element mean;
+    # on [0,1] pixels the squared difference is 255^2 smaller while our content is 57.6^2 smaller, so the
+    # same balance is 1e3 * 255^2 / 57.6^2 = 2e4. Confirmed by the benchmark in `nst-video bench flicker`.
+    temporal_weight: float = _field(2e4, doc="gamma, the temporal consistency weight (Ruder 2016 eq. 7)")
+    # ---- optimisation ---------------------------------------------------------------------------
+    optimizer: str = _field("lbfgs", doc="lbfgs or adam")
+    lr: float | None = _field(None, doc="step size; default 1 for L-BFGS, 0.02 for Adam")
+    iterations: int = _field(500, doc="iterations (objective evaluations) for the first frame, all scales included")
+    frame_iterations: int = _field(150, doc="iteration cap for each later frame")
+    scales: tuple[int, ...] = _field((), doc="coarse sizes optimised before `size`, ascending (multi-scale)")
+    scale_iterations: tuple[int, ...] = _field((), doc="iterations at each coarse size (one per entry of `scales`)")
+    frame_scales: bool = _field(False, doc="later video frames also run the coarse scales")
+    tolerance: float = _field(0.0, doc="stop a frame when the loss improved by less than this fraction over `tolerance_window` iterations (0: off)")
+    tolerance_window: int = _field(20, doc="iterations over which `tolerance` is measured")
+    init: str = _field("content", doc="content, noise, or the path of an image")
+    seed: int = _field(0, doc="random seed (noise init); CPU runs are deterministic for a given seed")
+    device: str = _field("auto", frames=False, doc="auto, cpu, cuda or cuda:N")
+    precision: str = _field("fp32", doc="fp32, tf32 or bf16 (CUDA)")
+    log_every: int = _field(10, frames=False, doc="iterations between loss read-backs (host syncs) for progress")
+    # ---- video --------------------------------------------------------------------------------
+    warm_start: bool = _field(True, doc="later frames start from the previous result (false: every frame cold, for comparison)")
+    flow: bool = _field(True, doc="warp the previous result along optical flow (Ruder 2016); off: plain warm start")
+    flow_method: str = _field("dis", doc="dis or farneback (OpenCV)")
+    dis_preset: str = _field("medium", doc="ultrafast, fast or medium (OpenCV DIS)")
+    flow_scale: float = _field(2.0, doc="estimate flow on frames enlarged by this factor (capped at 2048 px)")
+    photometric: float = _field(0.05, doc="also unreliable where the warped previous input differs by more than this (0-1; 0: off)")
+    unreliable_init: str = _field("content", doc="start of unreliable (disoccluded) pixels: content or noise")
+    long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)")
+    passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)")
+    pass_iterations: int = _field(50, doc="iterations per frame in each pass after the first")
+    cut_reliable: float = _field(0.35, doc="a frame whose reliable-pixel fraction is below this is a scene cut")
+    cut_histogram: float = _field(0.5, doc="a frame whose colour histogram distance (Bhattacharyya) exceeds this is a scene cut")
+    # ---- output -------------------------------------------------------------------------------
+    fps: Fraction | None = _field(None, frames=False, doc="frame rate of a video made from frames (default 25), or resample a video")
+    crf: int = _field(18, frames=False, doc="encoder quality (lower is better)")
+    codec: str = _field("auto", frames=False, doc="auto (H.264; VP9 for .webm), h264, h265, vp9, prores, ffv1 or an ffmpeg encoder")
+    keep_size: bool = _field(False, frames=False, doc="scale the result back to the input's size")
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-able values (Fractions as "num/den", mappings as dicts)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Fraction):
+                value = f"{value.numerator}/{value.denominator}"
+            out[f.name] = value
+        return out
+
+    def frames_dict(self) -> dict[str, Any]:
+        """Only the settings that can change the stylised frames (the identity of a job)."""
+        keep = {f.name for f in fields(self) if f.metadata.get("frames", True)}
+        return {k: v for k, v in self.to_dict().items() if k in keep}
+
+    def fingerprint(self) -> str:
+        return json.dumps(self.frames_dict(), sort_keys=True)
+
+    @property
+    def step_size(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
+
+_CHOICES = {
+    "weights_format": ("torchvision", "caffe"),
+    "pooling": ("max", "avg"),
+    "loss_scale": ("mean", "paper"),
+    "optimizer": ("lbfgs", "adam"),
+    "precision": ("fp32", "tf32", "bf16"),
+    "flow_method": ("dis", "farneback"),
+    "dis_preset": ("ultrafast", "fast", "medium"),
+    "unreliable_init": ("content", "noise"),
+}
+MIN_SIZE, MAX_SIZE = 32, 8192
+
+
+def _validate(cfg: Config) -> None:
+    for key, choices in _CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {getattr(cfg, key)!r}")
+    if not MIN_SIZE <= cfg.size <= MAX_SIZE:
+        raise ConfigError(f"size must be between {MIN_SIZE} and {MAX_SIZE} px, not {cfg.size}")
+    for key in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tolerance"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must not be negative, not {getattr(cfg, key)}")
+    for key in ("iterations", "frame_iterations", "tolerance_window", "passes", "log_every"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, not {getattr(cfg, key)}")
+    if cfg.long_term < 0 or cfg.long_term > 8:
+        raise ConfigError(f"long_term must be between 0 and 8, not {cfg.long_term}")
+    if cfg.pass_iterations < 1:
+        raise ConfigError(f"pass_iterations must be at least 1, not {cfg.pass_iterations}")
+    if cfg.style_scale <= 0:
+        raise ConfigError(f"style_scale must be positive, not {cfg.style_scale}")
+    if cfg.lr is not None and cfg.lr <= 0:
+        raise ConfigError(f"lr must be positive, not {cfg.lr}")
+    if cfg.fps is not None and cfg.fps <= 0:
+        raise ConfigError(f"fps must be positive, not {cfg.fps}")
+    if not 0 <= cfg.crf <= 63:
+        raise ConfigError(f"crf must be between 0 and 63, not {cfg.crf}")
+    if not 1 <= cfg.flow_scale <= 4:
+        raise ConfigError(f"flow_scale must be between 1 and 4, not {cfg.flow_scale}")
+    if not 0 <= cfg.photometric <= 1:
+        raise ConfigError(f"photometric must be between 0 and 1, not {cfg.photometric}")
+    if not 0 <= cfg.cut_reliable <= 1 or not 0 <= cfg.cut_histogram <= 1:
+        raise ConfigError("cut_reliable and cut_histogram must be between 0 and 1")
+    if cfg.style_blend is not None:
+        if any(w < 0 for w in cfg.style_blend) or sum(cfg.style_blend) <= 0:
+            raise ConfigError("style_blend weights must be non-negative and not all zero")
+    if not cfg.content_layers and not cfg.style_layers:
+        raise ConfigError("content_layers and style_layers are both empty: nothing to optimise")
+    for key in ("content_layers", "style_layers"):
+        for layer, weight in getattr(cfg, key).items():
+            if layer not in VGG19_LAYERS:
+                raise ConfigError(f"{key}: unknown layer {layer!r}; valid layers: {', '.join(VGG19_LAYERS)}")
+            if weight < 0:
+                raise ConfigError(f"{key}: weight of {layer} must not be negative")
+    if len(cfg.scales) != len(cfg.scale_iterations):
+        raise ConfigError(f"scales has {len(cfg.scales)} entries but scale_iterations has {len(cfg.scale_iterations)}")
+    if list(cfg.scales) != sorted(set(cfg.scales)) or any(s < MIN_SIZE or s >= cfg.size for s in cfg.scales):
+        raise ConfigError(f"scales must be ascending, distinct, at least {MIN_SIZE} and below size ({cfg.size}): {list(cfg.scales)}")
+    if any(n < 1 for n in cfg.scale_iterations):
+        raise ConfigError("scale_iterations must all be at least 1")
+    if sum(cfg.scale_iterations) >= cfg.iterations:
+        raise ConfigError(f"the coarse scales use {sum(cfg.scale_iterations)} iterations, leaving none of "
+                          f"iterations={cfg.iterations} for the final size")
+
+
+# ---- strict YAML / override coercion --------------------------------------------------------------
+
+def parse_fraction(value: Any) -> Fraction:
+    """30, 29.97, "30000/1001" or "29.97" as an exact Fraction; NTSC decimals map to their exact rate."""
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, str) and "/" in value:
+        num, den = value.split("/", 1)
+        return Fraction(int(num), int(den))
+    number = float(value)
+    for base in (24, 30, 48, 60, 120, 240):
+        if abs(number - base * 1000 / 1001) < 0.006:
+            return Fraction(base * 1000, 1001)
+    return Fraction(str(value)).limit_denominator(1001) if isinstance(value, str) else Fraction(number).limit_denominator(1001)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, inner, value)
+    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if hint is Fraction:
+        try:
+            return parse_fraction(value)
+        except (ValueError, ZeroDivisionError, TypeError):
+            raise bad from None
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        inner = args[0]
+        out = []
+        for item in value:
+            if isinstance(item, str) and inner in (int, float):
+                try:
+                    item = inner(item)
+                except ValueError:
+                    raise bad from None
+            out.append(_coerce(key, inner, item))
+        return tuple(out)
+    if origin is collections.abc.Mapping:
+        if isinstance(value, (list, tuple)):  # a plain list of layers: equal weights
+            value = {layer: 1.0 / len(value) for layer in value} if value else {}
+        if not isinstance(value, Mapping):
+            raise bad
+        return _frozen_map({str(k): _coerce(f"{key}.{k}", float, v) for k, v in value.items()})
+    raise bad
+
+
+def _type_name(hint: Any) -> str:
+    if hint is Fraction:
+        return "a frame rate (number or num/den)"
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+_HINTS = typing.get_type_hints(Config)
+
+
+def coerce_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check keys and types of raw values (from YAML or a job file) against Config."""
+    unknown = sorted(set(values) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+                          f" (valid keys: {', '.join(KEYS)})")
+    return {k: _coerce(k, _HINTS[k], v) for k, v in values.items()}
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def read_yaml_config(name_or_path: str) -> dict[str, Any]:
+    """The raw values of a preset name (`fast`) or YAML file path, strictly checked."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown config {name_or_path!r}: presets are {', '.join(preset_names())}, "
+                              "or give the path of a YAML file")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys to values")
+    return coerce_values(data, str(path))
+
+
+def load_config(name_or_path: str | None = "default", **overrides: Any) -> Config:
+    """Preset or YAML file, then `overrides` (already typed, e.g. from CLI flags) on top."""
+    values = read_yaml_config(name_or_path) if name_or_path else {}
+    values.update(coerce_values({k: v for k, v in overrides.items() if v is not None}, "option"))
+    return Config(**values)
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Rebuild a Config from `Config.to_dict()` output (e.g. a work directory's job.json)."""
+    return Config(**coerce_values(values, "config"))
+
+
+def reference_yaml() -> str:
+    """The text of configs/default.yaml: every key commented out with its default and meaning.
+    Regenerate with: python -c "from pipeline.config import reference_yaml; print(reference_yaml(), end='')" > configs/default.yaml"""
+    defaults = Config().to_dict()
+    lines = ["# The preset the CLI uses. It sets nothing: every default lives once, in pipeline/config.py (Config).",
+             "# Below, each key with its default, for reference: copy a line into your own YAML file, uncomment",
+             "# and change it, then run `nst-video IN STYLE OUT --config my.yaml` (flags still override it).",
+             "# `nst-video config [--config NAME] [flags]` prints what a run would use.", ""]
+    for f in fields(Config):
+        value = yaml.safe_dump({f.name: defaults[f.name]}, default_flow_style=True, width=1000).strip()[1:-1]
+        lines.append(f"# {value:<48} # {f.metadata['doc']}")
+    return "\n".join(lines) + "\n"
