@@ -1,0 +1,671 @@
+"""Frames in and out: videos through ffmpeg pipes, frame folders and single images through OpenCV.
+
+numpy and subprocess only (no torch). A frame is an (H, W, 3) uint8 RGB array. Frames stream: a reader
+yields one frame at a time from an ffmpeg process (an empty read is the end, a short read an error), a
+writer feeds an ffmpeg encoder. Every writer produces its output under a temporary name beside OUTPUT and
+renames it only when complete; on error the encoder is killed and the temporary output removed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import shutil
+import subprocess
+import threading
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import ffmpeg
+import numpy as np
+
+from .config import ConfigError, NSTError, parse_fraction
+
+VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+DEFAULT_FOLDER_FPS = Fraction(25)
+FRAME_NAME = "{:06d}.png"
+
+
+class MediaError(NSTError):
+    """Unreadable input or a failed encode."""
+
+
+# ---- ffmpeg discovery -------------------------------------------------------------------------------
+
+def ffmpeg_exe() -> str:
+    """$NST_FFMPEG, else `ffmpeg` on PATH (e.g. Debian's), else the binary shipped by imageio-ffmpeg."""
+    if os.environ.get("NST_FFMPEG"):
+        return os.environ["NST_FFMPEG"]
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # ImportError, or its RuntimeError when the binary is missing
+        raise MediaError("ffmpeg not found: install it (sudo apt-get install ffmpeg) or "
+                         "pip install imageio-ffmpeg") from None
+
+
+def ffprobe_exe() -> str | None:
+    """ffprobe beside ffmpeg or on PATH; None where only ffmpeg exists (imageio-ffmpeg ships no ffprobe).
+    NST_FFPROBE= (empty) forces the ffmpeg-only path."""
+    if "NST_FFPROBE" in os.environ:
+        return os.environ["NST_FFPROBE"] or None
+    sibling = Path(ffmpeg_exe()).with_name("ffprobe")
+    if sibling.exists():
+        return str(sibling)
+    return shutil.which("ffprobe")
+
+
+@functools.lru_cache(maxsize=None)
+def _ffmpeg_version(exe: str) -> tuple[int, int]:
+    """(major, minor) of an ffmpeg binary; git builds without a release number count as new."""
+    result = subprocess.run([exe, "-version"], capture_output=True, text=True, errors="replace")
+    match = re.search(r"ffmpeg version n?(\d+)\.(\d+)", result.stdout)
+    return (int(match.group(1)), int(match.group(2))) if match else (99, 0)
+
+
+def frame_rate_mode_option(mode: str) -> dict[str, str]:
+    """`-fps_mode MODE` (ffmpeg 5.1 and newer) or the older `-vsync MODE`."""
+    return {"fps_mode": mode} if _ffmpeg_version(ffmpeg_exe()) >= (5, 1) else {"vsync": mode}
+
+
+# ---- what an input is ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: str                    # "video", "folder" or "image"
+    path: Path
+    width: int                   # as displayed (rotation applied)
+    height: int
+    fps: Fraction | None         # None for folders and images
+    frames: int | None           # exact for folders/images, from the container (or estimated) for video
+    has_audio: bool = False
+    audio_codec: str | None = None
+    rotation: int = 0
+    vfr: bool = False
+    files: tuple[Path, ...] = field(default=(), repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def natural_key(path: Path) -> list:
+    """Sort key so that frame2.png comes before frame10.png."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS
+
+
+def inspect_input(path: str | Path) -> MediaInfo:
+    """Whatever INPUT is (video, frame folder or image), described without decoding it."""
+    path = Path(path)
+    if path.is_dir():
+        return _inspect_folder(path)
+    if is_image_path(path):
+        height, width = _image_header(path)
+        return MediaInfo("image", path, width, height, None, 1, files=(path,))
+    return probe_video(path)
+
+
+def _image_header(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header alone (Pillow opens lazily), so checking a folder of
+    thousands of frames does not decode them."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise MediaError(f"{path} is not a readable image") from None
+
+
+def _inspect_folder(path: Path) -> MediaInfo:
+    files = sorted((p for p in path.iterdir() if p.is_file() and is_image_path(p)), key=natural_key)
+    if not files:
+        raise MediaError(f"{path} holds no images ({', '.join(IMAGE_EXTS)})")
+    first = _image_header(files[0])
+    for other in files[1:]:
+        size = _image_header(other)
+        if size != first:
+            raise MediaError(f"frames differ in size: {files[0].name} is {first[1]}x{first[0]}, "
+                             f"{other.name} is {size[1]}x{size[0]}")
+    return MediaInfo("folder", path, first[1], first[0], None, len(files), files=tuple(files))
+
+
+def probe_video(path: Path) -> MediaInfo:
+    probe_bin = ffprobe_exe()
+    info = _probe_ffprobe(path, probe_bin) if probe_bin else _probe_ffmpeg(path)
+    if info.width < 2 or info.height < 2:
+        raise MediaError(f"{path}: bad video size {info.width}x{info.height}")
+    if not info.vfr:
+        average = _variable_rate(path)
+        if average is not None:
+            frames = round(info.frames / info.fps * average) if info.frames else None
+            info = dataclasses.replace(info, vfr=True, fps=average, frames=frames)
+    return info
+
+
+def _variable_rate(path: Path, packets: int = 240) -> Fraction | None:
+    """The average frame rate if the first packets' timestamps are irregular (variable frame rate), else
+    None. Containers such as Matroska report a nominal rate even when frames were dropped from the
+    timeline; the timestamps tell. Read with ffmpeg's framecrc muxer, so ffmpeg alone suffices."""
+    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                             "-frames:v", str(packets), "-f", "framecrc", "-"], capture_output=True, text=True,
+                            errors="replace")
+    base = re.search(r"#tb 0: (\d+)/(\d+)", result.stdout)
+    stamps = sorted(int(line.split(",")[2]) for line in result.stdout.splitlines()
+                    if line and not line.startswith("#") and len(line.split(",")) >= 4)
+    if not base or len(stamps) < 4:
+        return None
+    deltas = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+    if not deltas:
+        return None
+    typical = sorted(deltas)[len(deltas) // 2]
+    tolerance = max(1, typical * 0.05)  # timestamps rounded to the time base jitter by a tick
+    if all(abs(d - typical) <= tolerance for d in deltas):
+        return None
+    seconds = (stamps[-1] - stamps[0]) * int(base.group(1)) / int(base.group(2))
+    return parse_fraction((len(stamps) - 1) / seconds) if seconds > 0 else None
+
+
+def _rate(text: str | None) -> Fraction | None:
+    try:
+        rate = Fraction(text) if text else None
+    except (ValueError, ZeroDivisionError):
+        return None
+    return rate if rate and rate > 0 else None
+
+
+def _probe_ffprobe(path: Path, probe_bin: str) -> MediaInfo:
+    try:
+        data = ffmpeg.probe(str(path), cmd=probe_bin)
+    except ffmpeg.Error as exc:
+        detail = _last_line(exc.stderr.decode(errors="replace") if exc.stderr else "")
+        raise MediaError(f"{path} is not a video or image ffmpeg can read ({detail})") from None
+    streams = data.get("streams", [])
+    videos = [s for s in streams if s.get("codec_type") == "video"
+              and not s.get("disposition", {}).get("attached_pic")]
+    if not videos:
+        raise MediaError(f"{path} has no video stream")
+    video = videos[0]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    real, avg = _rate(video.get("r_frame_rate")), _rate(video.get("avg_frame_rate"))
+    fps = real or avg
+    if fps is None:
+        raise MediaError(f"{path}: cannot tell the frame rate of the video stream")
+    vfr = bool(real and avg and abs(real - avg) / real > 0.001)
+    if vfr:
+        fps = parse_fraction(float(avg))
+    rotation = 0
+    for side in video.get("side_data_list", []) or []:
+        if "rotation" in side:
+            rotation = int(round(float(side["rotation"])))
+    if not rotation and "rotate" in video.get("tags", {}):
+        rotation = int(video["tags"]["rotate"])
+    width, height = int(video.get("width", 0)), int(video.get("height", 0))
+    if abs(rotation) % 180 == 90:
+        width, height = height, width
+    frames = int(video["nb_frames"]) if str(video.get("nb_frames", "")).isdigit() else None
+    duration = video.get("duration") or _hms(video.get("tags", {}).get("DURATION")) or data.get("format", {}).get("duration")
+    if vfr or not frames:
+        frames = round(float(duration) * fps) if duration else None
+    if frames == 0:
+        raise MediaError(f"{path}: the video stream has no frames")
+    return MediaInfo("video", path, width, height, fps, frames, bool(audios),
+                     audios[0].get("codec_name") if audios else None, rotation, vfr)
+
+
+def _probe_ffmpeg(path: Path) -> MediaInfo:
+    """Probe with ffmpeg alone by reading what `ffmpeg -i` prints (imageio-ffmpeg has no ffprobe)."""
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                            capture_output=True, text=True, errors="replace")
+    text = result.stderr
+    lines = text.splitlines()
+    video_index = next((i for i, line in enumerate(lines)
+                        if re.search(r"Stream #\S+.*: Video:", line) and "attached pic" not in line), None)
+    if video_index is None:
+        if "Input #0" in text and "Stream #" in text:
+            raise MediaError(f"{path} has no video stream")
+        raise MediaError(f"{path} is not a video or image ffmpeg can read ({_last_line(text)})")
+    video = lines[video_index]
+    size = re.search(r", (\d+)x(\d+)", video)
+    fps_match, tbr_match = re.search(r"([\d.]+) fps", video), re.search(r"([\d.]+)(k?) tbr", video)
+    if not size or not (fps_match or tbr_match):
+        raise MediaError(f"{path}: cannot read the video stream's size and frame rate")
+    width, height = int(size.group(1)), int(size.group(2))
+    avg = parse_fraction(fps_match.group(1)) if fps_match else None
+    real = None
+    if tbr_match:
+        real = parse_fraction(float(tbr_match.group(1)) * (1000 if tbr_match.group(2) else 1))
+    vfr = bool(avg and real and abs(real - avg) / real > 0.001)
+    fps = avg or real
+    rotation = 0
+    for line in lines[video_index + 1:]:
+        if re.match(r"\s*Stream #", line):
+            break
+        match = re.search(r"rotation of (-?[\d.]+) degrees", line)
+        if match:
+            rotation = int(round(float(match.group(1))))
+    if abs(rotation) % 180 == 90:
+        width, height = height, width
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
+    frames = None
+    if duration:
+        seconds = int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3))
+        frames = round(seconds * fps) or None
+    audio = re.search(r"Stream #\S+.*: Audio: (\w+)", text)
+    return MediaInfo("video", path, width, height, fps, frames, bool(audio),
+                     audio.group(1) if audio else None, rotation, vfr)
+
+
+def _hms(text: str | None) -> float | None:
+    """Matroska's per-stream DURATION tag, "00:00:00.266000000", in seconds."""
+    match = re.fullmatch(r"(\d+):(\d+):([\d.]+)", text or "")
+    return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3)) if match else None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no details"
+
+
+def working_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(W, H) with the longest side `size` and both sides even (H.264 with yuv420p needs even sides)."""
+    scale = size / max(width, height)
+    return (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+
+
+# ---- reading frames ---------------------------------------------------------------------------------
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any image OpenCV reads (8/16-bit, grey, alpha) as (H, W, 3) uint8 RGB."""
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise MediaError(f"{path} is not a readable image")
+    if data.dtype == np.uint16:
+        data = (data / 257.0).round().astype(np.uint8)
+    elif data.dtype != np.uint8:
+        data = (np.clip(data.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    if data.ndim == 2:
+        data = cv2.cvtColor(data, cv2.COLOR_GRAY2RGB)
+    elif data.shape[2] == 4:
+        data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGB)
+    else:
+        data = cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(data)
+
+
+def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to (W, H): area averaging when shrinking, bicubic when enlarging."""
+    if (frame.shape[1], frame.shape[0]) == tuple(size):
+        return frame
+    shrinking = size[0] * size[1] < frame.shape[0] * frame.shape[1]
+    return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+class _StderrDrain:
+    """Reads a process's stderr in a thread (so a chatty ffmpeg never blocks on a full pipe), keeping the
+    last lines and the frame count at which the first error line appeared."""
+
+    def __init__(self, stream, frame_counter: Callable[[], int]):
+        self.lines: deque[str] = deque(maxlen=20)
+        self.first_error_frame: int | None = None
+        self.error_lines = 0
+        self._counter = frame_counter
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self.lines.append(line)
+                self.error_lines += 1
+                if self.first_error_frame is None:
+                    self.first_error_frame = self._counter()
+        stream.close()
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+    def last(self) -> str:
+        return self.lines[-1] if self.lines else "no details"
+
+
+class FrameReader:
+    """Frames of any input at a working size (W, H), streamed; use as an iterator, then `close()`."""
+
+    def __init__(self, info: MediaInfo, size: tuple[int, int], fps: Fraction | None = None):
+        self.info, self.size = info, size
+        self.fps = fps if fps is not None else (info.fps or DEFAULT_FOLDER_FPS)
+        self.frames_read = 0
+        self.warnings: list[str] = []
+        self._process: subprocess.Popen | None = None
+        self._drain: _StderrDrain | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.info.kind == "video":
+            yield from self._video_frames()
+        else:
+            for path in self.info.files:
+                yield resize(read_image(path), self.size)
+                self.frames_read += 1
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        width, height = self.size
+        stream = ffmpeg.input(str(self.info.path)).video
+        resample = self.info.vfr or (self.info.fps is not None and self.fps != self.info.fps)
+        if resample:  # constant rate: ffmpeg duplicates/drops to the new rate, and we report it
+            stream = stream.filter("fps", fps=f"{self.fps.numerator}/{self.fps.denominator}")
+        shrinking = width * height < self.info.width * self.info.height
+        stream = stream.filter("scale", width, height, flags="area" if shrinking else "bicubic")
+        # Every decoded frame exactly once: without passthrough, ffmpeg pads a stream whose first timestamp
+        # is not zero (common in Matroska) with a duplicated frame.
+        mode = frame_rate_mode_option("cfr" if resample else "passthrough")
+        args = (stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", **mode)
+                .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+                .compile(cmd=ffmpeg_exe()))
+        self._process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._drain = _StderrDrain(self._process.stderr, lambda: self.frames_read)
+        frame_bytes = width * height * 3
+        try:
+            while True:
+                data = self._process.stdout.read(frame_bytes)
+                if not data:
+                    break
+                if len(data) != frame_bytes:
+                    raise MediaError(f"{self.info.path}: frame {self.frames_read} is truncated "
+                                     f"({len(data)} of {frame_bytes} bytes)")
+                yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+                self.frames_read += 1
+            code = self._process.wait()
+            self._drain.join()
+            if code != 0:
+                raise MediaError(f"{self.info.path}: decoding failed after frame {self.frames_read} "
+                                 f"({self._drain.last()})")
+            if self.frames_read == 0:
+                raise MediaError(f"{self.info.path}: no frames could be decoded")
+            if self._drain.error_lines:
+                self.warnings.append(
+                    f"{self.info.path}: the decoder reported damaged data from about frame "
+                    f"{self._drain.first_error_frame} ({self._drain.last()}); ffmpeg concealed it")
+            if resample:
+                kind = "variable frame rate input" if self.info.vfr else "input"
+                self.warnings.append(f"{kind} resampled to a constant {float(self.fps):.3f} fps by duplicating "
+                                     f"or dropping frames: about {self.info.frames} became {self.frames_read}")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._process is not None:
+            self._process.stdout.close()
+        if self._drain is not None:
+            self._drain.join()
+
+
+# ---- writing frames ---------------------------------------------------------------------------------
+
+def output_kind(path: str | Path) -> str:
+    """"video", "image" or "folder", from OUTPUT's form."""
+    text = str(path)
+    path = Path(path)
+    if path.is_dir() or text.endswith(os.sep):
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTS:
+        return "video"
+    if suffix in IMAGE_EXTS:
+        return "image"
+    if not suffix:
+        return "folder"
+    raise ConfigError(f"unknown output extension {suffix!r}: use a video ({', '.join(VIDEO_EXTS)}), "
+                      f"an image ({', '.join(IMAGE_EXTS)}) or a folder")
+
+
+def check_writable(path: str | Path) -> None:
+    """OUTPUT's folder exists (it is created) and can be written, checked before any work starts."""
+    target = Path(path)
+    parent = target if output_kind(path) == "folder" and target.is_dir() else target.parent
+    parent = parent if str(parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder {parent} is not writable")
+    if output_kind(path) == "folder" and target.is_dir():
+        stray = [p.name for p in target.iterdir() if not re.fullmatch(r"\d{6}\.png", p.name)]
+        if stray:
+            raise ConfigError(f"output folder {target} already holds other files ({stray[0]}, ...): "
+                              "give an empty or new folder")
+
+
+def temp_sibling(path: Path, suffix: str = "") -> Path:
+    """A temporary name beside `path` (same filesystem, so the final rename is atomic)."""
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{suffix or path.suffix}")
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_image(path: str | Path, frame: np.ndarray, *, png_compression: int = 3, durable: bool = False) -> None:
+    """Write an RGB frame atomically (temporary name, optional fsync, rename)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression] if suffix == ".png" else []
+    if suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise MediaError(f"cannot encode {path.name} as {suffix}")
+    temp = temp_sibling(path)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(encoded.tobytes())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+_CODECS = {  # name: (ffmpeg encoder, extra output options, containers it may go in)
+    "h264": ("libx264", {"preset": "medium", "pix_fmt": "yuv420p"}, (".mp4", ".m4v", ".mov", ".mkv")),
+    "h265": ("libx265", {"preset": "medium", "pix_fmt": "yuv420p", "tag:v": "hvc1"}, (".mp4", ".m4v", ".mov", ".mkv")),
+    "vp9": ("libvpx-vp9", {"b:v": 0, "row-mt": 1, "pix_fmt": "yuv420p"}, (".webm", ".mkv", ".mp4")),
+    "prores": ("prores_ks", {"profile:v": 3, "pix_fmt": "yuv422p10le"}, (".mov", ".mkv")),
+    "ffv1": ("ffv1", {"pix_fmt": "yuv444p", "level": 3}, (".mkv",)),
+}
+_AUDIO_COPY = {
+    ".mp4": {"aac", "mp3", "alac", "ac3", "eac3"}, ".m4v": {"aac", "mp3", "ac3"},
+    ".mov": {"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"}, ".webm": {"opus", "vorbis"},
+}
+
+
+def resolve_codec(codec: str, path: Path) -> str:
+    """The codec name for OUTPUT: `auto` picks H.264 (VP9 for .webm); a known codec must suit the container."""
+    suffix = path.suffix.lower()
+    if codec == "auto":
+        return "vp9" if suffix == ".webm" else "h264"
+    if codec in _CODECS and suffix not in _CODECS[codec][2]:
+        raise ConfigError(f"codec {codec} cannot go in a {suffix} file (use {', '.join(_CODECS[codec][2])})")
+    return codec
+
+
+class VideoWriter:
+    """An owned ffmpeg encoder fed raw RGB frames through stdin, muxing the audio of `audio_from`."""
+
+    def __init__(self, path: str | Path, frame_size: tuple[int, int], fps: Fraction, *, codec: str = "auto",
+                 crf: int = 18, out_size: tuple[int, int] | None = None, audio_from: MediaInfo | None = None):
+        self.path = Path(path)
+        self.frame_size = frame_size
+        self.temp = temp_sibling(self.path)
+        self.frames_written = 0
+        codec = resolve_codec(codec, self.path)
+        encoder, options, _ = _CODECS.get(codec, (codec, {"pix_fmt": "yuv420p"}, ()))
+        options = dict(options)
+        if codec in ("h264", "h265", "vp9") or codec not in _CODECS:
+            options["crf"] = crf
+        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+            options["movflags"] = "+faststart"
+        width, height = frame_size
+        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}",
+                             framerate=f"{fps.numerator}/{fps.denominator}").video
+        if out_size and tuple(out_size) != tuple(frame_size):
+            video = video.filter("scale", out_size[0], out_size[1], flags="lanczos")
+        streams = [video]
+        if audio_from is not None and audio_from.has_audio:
+            streams.append(ffmpeg.input(str(audio_from.path)).audio)
+            suffix = self.path.suffix.lower()
+            copyable = suffix == ".mkv" or audio_from.audio_codec in _AUDIO_COPY.get(suffix, set())
+            options["acodec"] = "copy" if copyable else ("libopus" if suffix == ".webm" else "aac")
+            if not copyable:
+                options["b:a"] = "192k"
+        args = (ffmpeg.output(*streams, str(self.temp), vcodec=encoder, r=f"{fps.numerator}/{fps.denominator}",
+                              **options)
+                .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
+                .compile(cmd=ffmpeg_exe()))
+        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._drain = _StderrDrain(self._process.stderr, lambda: self.frames_written)
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != tuple(self.frame_size):
+            raise MediaError(f"frame {self.frames_written} is {frame.shape[1]}x{frame.shape[0]}, "
+                             f"the encoder expects {self.frame_size[0]}x{self.frame_size[1]}")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        except (BrokenPipeError, ValueError):
+            self._process.wait()
+            self._drain.join()
+            self.abort()
+            raise MediaError(f"the encoder for {self.path.name} stopped at frame {self.frames_written} "
+                             f"({self._drain.last()})") from None
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish the file and move it to its name; raises (and cleans up) if ffmpeg failed."""
+        try:
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._process.wait()
+        self._drain.join()
+        if code != 0 or not self.temp.exists():
+            self.abort()
+            raise MediaError(f"encoding {self.path.name} failed ({self._drain.last()})")
+        os.replace(self.temp, self.path)
+
+    def abort(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.temp.unlink(missing_ok=True)
+
+
+class FolderWriter:
+    """Frames as %06d.png in a temporary folder beside OUTPUT, renamed to OUTPUT when complete."""
+
+    def __init__(self, path: str | Path, out_size: tuple[int, int] | None = None):
+        self.path = Path(path)
+        self.out_size = out_size
+        self.temp = temp_sibling(self.path, suffix=".d")
+        shutil.rmtree(self.temp, ignore_errors=True)
+        self.temp.mkdir(parents=True)
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.out_size:
+            frame = resize(frame, self.out_size)
+        write_image(self.temp / FRAME_NAME.format(self.frames_written), frame)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.path.is_dir():  # a previous output of ours (check_writable refused anything else)
+            shutil.rmtree(self.path)
+        os.replace(self.temp, self.path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+class ImageWriter:
+    """A single image, written when closed."""
+
+    def __init__(self, path: str | Path, out_size: tuple[int, int] | None = None):
+        self.path = Path(path)
+        self.out_size = out_size
+        self.frame: np.ndarray | None = None
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.frame is not None:
+            raise MediaError(f"{self.path.name} is an image but the input has more than one frame: "
+                             "give a video or folder as OUTPUT")
+        self.frame = resize(frame, self.out_size) if self.out_size else frame
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self.frame is None:
+            raise MediaError(f"no frame to write to {self.path.name}")
+        write_image(self.path, self.frame)
+
+    def abort(self) -> None:
+        self.frame = None
+
+
+def open_sink(path: str | Path, frame_size: tuple[int, int], fps: Fraction, *, source: MediaInfo,
+              codec: str = "auto", crf: int = 18, keep_size: bool = False):
+    """The writer OUTPUT's form asks for. `keep_size` scales back to the input's size (even sides for video)."""
+    kind = output_kind(path)
+    out_size = None
+    if keep_size:
+        out_size = (source.width, source.height)
+        if kind == "video":
+            out_size = (max(2, source.width // 2 * 2), max(2, source.height // 2 * 2))
+    if kind == "video":
+        return VideoWriter(path, frame_size, fps, codec=codec, crf=crf, out_size=out_size,
+                           audio_from=source if source.kind == "video" else None)
+    if kind == "folder":
+        return FolderWriter(path, out_size)
+    return ImageWriter(path, out_size)
+
+
+def check_output_fits(source: MediaInfo, output: str | Path) -> None:
+    """An image OUTPUT needs a one-frame INPUT."""
+    if output_kind(output) == "image" and source.kind != "image" and (source.frames or 0) != 1:
+        raise ConfigError(f"OUTPUT {Path(output).name} is an image but INPUT has "
+                          f"{source.frames if source.frames else 'many'} frames: give a video or folder as OUTPUT")
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, stacklevel=2)
