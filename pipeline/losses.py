@@ -1,0 +1,175 @@
+"""Losses of Gatys et al. 2016 and Ruder et al. 2016 as pure functions, and an `Objective` that sets its
+targets once (style Grams per run and size, content per frame, temporal per frame) and scores an image.
+
+Images are (1, 3, H, W) float32 RGB in [0, 1]; features (1, C, H, W).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import vgg as vgg_module
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix divided by the number of positions M: G/M with G_ij = sum_k F_ik F_jk (Gatys 2016
+    eq. 3). Dividing by M lets a style image of another size than the output give the target; for equal
+    sizes `style_layer_loss` is exactly the paper's eq. 4."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)                      # (N, C, M)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)    # (N, C, C)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1/2 sum (F - P)^2 (Gatys 2016 eq. 1)."""
+    return 0.5 * (features - target).pow(2).sum()
+
+
+def style_layer_loss(gram_image: torch.Tensor, gram_target: torch.Tensor) -> torch.Tensor:
+    """E_l = 1/(4 N^2 M^2) sum (G - A)^2 (Gatys 2016 eq. 4), written with the M-normalised Grams of
+    `gram`: sum (G/M - A/M)^2 / (4 N^2)."""
+    channels = gram_image.shape[-1]
+    return (gram_image - gram_target).pow(2).sum() / (4 * channels**2)
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Squared total variation: sum of squared differences of neighbouring pixels (Mahendran & Vedaldi
+    2015, beta = 2), which damps high-frequency noise."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.pow(2).sum() + dy.pow(2).sum()
+
+
+def temporal_loss(image: torch.Tensor, warped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(1/D) sum c (x - w)^2 with D = C*H*W (Ruder et al. 2016 eq. 7); `weights` is (1, 1, H, W) in [0, 1]."""
+    return (weights * (image - warped).pow(2)).sum() / image[0].numel()
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, C, H, W) to (H', W'): antialiased bicubic when shrinking, bicubic when enlarging."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinking = size[0] * size[1] < image.shape[-2] * image.shape[-1]
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=shrinking)
+
+
+@dataclass
+class TemporalTarget:
+    """A previous result warped into this frame, and where it is reliable (Ruder's c, (1, 1, H, W))."""
+
+    warped: torch.Tensor
+    weights: torch.Tensor
+
+    def resized(self, size: tuple[int, int]) -> "TemporalTarget":
+        if tuple(self.warped.shape[-2:]) == tuple(size):
+            return self
+        return TemporalTarget(resize_image(self.warped, size),
+                              F.interpolate(self.weights, size=size, mode="area"))
+
+
+class Objective:
+    """alpha * content + beta * style + tv * TV + gamma * temporal, with per-layer weights.
+
+    `loss_scale="paper"` uses the paper's sums as they are. `"mean"` (the default) divides each term by
+    its number of elements, as neural-style does, so the balance does not change with the image size:
+    content per element is eq. 1 * 2/(N M), style per Gram entry of G/(N M) is eq. 4 * 4/N^2, TV per
+    element is TV/(C H W). The temporal term is a mean in both (Ruder's eq. 7).
+    """
+
+    def __init__(self, model: "vgg_module.VGG19Features", content_layers: Mapping[str, float],
+                 style_layers: Mapping[str, float], *, content_weight: float, style_weight: float,
+                 tv_weight: float = 0.0, temporal_weight: float = 0.0, loss_scale: str = "mean",
+                 style_scale: float = 1.0):
+        self.model = model
+        self.content_layers = {k: v for k, v in content_layers.items() if v > 0}
+        self.style_layers = {k: v for k, v in style_layers.items() if v > 0}
+        self.content_weight, self.style_weight = content_weight, style_weight
+        self.tv_weight, self.temporal_weight = tv_weight, temporal_weight
+        self.loss_scale = loss_scale
+        self.style_scale = style_scale
+        self.layers = tuple(sorted(set(self.content_layers) | set(self.style_layers), key=vgg_module.layer_index))
+        self._style_images: list[torch.Tensor] = []
+        self._blend: list[float] = []
+        self._style_cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+        self.style_targets: dict[str, torch.Tensor] = {}
+        self.content_targets: dict[str, torch.Tensor] = {}
+        self.temporal: list[TemporalTarget] = []
+        self.autocast_dtype: torch.dtype | None = None  # bf16 runs the network in autocast, losses in fp32
+
+    def features(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        with torch.autocast(image.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                            enabled=self.autocast_dtype is not None):
+            features = self.model(image, layers)
+        return {k: v.float() for k, v in features.items()}
+
+    # -- targets ------------------------------------------------------------------------------------
+    def set_style(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None = None) -> None:
+        """Style images (1, 3, h, w) at full resolution; `blend` weights are normalised to sum 1."""
+        blend = list(blend) if blend is not None else [1.0] * len(images)
+        total = sum(blend)
+        self._style_images = list(images)
+        self._blend = [b / total for b in blend]
+        self._style_cache.clear()
+
+    def prepare(self, size: tuple[int, int]) -> None:
+        """Style Gram targets for an output of `size` (H, W): once per run and size, then cached. Each
+        style image is scaled so its longest side is style_scale times the output's longest side; several
+        styles blend as a weighted sum of Grams."""
+        if size not in self._style_cache:
+            targets: dict[str, torch.Tensor] = {}
+            longest = max(size) * self.style_scale
+            for image, weight in zip(self._style_images, self._blend):
+                h, w = image.shape[-2:]
+                factor = longest / max(h, w)
+                scaled = resize_image(image, (max(16, round(h * factor)), max(16, round(w * factor))))
+                with torch.no_grad():
+                    features = self.features(scaled, self.style_layers)
+                for layer in self.style_layers:
+                    g = gram(features[layer]) * weight
+                    targets[layer] = targets[layer] + g if layer in targets else g
+            self._style_cache[size] = targets
+        self.style_targets = self._style_cache[size]
+
+    def set_content(self, image: torch.Tensor) -> None:
+        """The content targets for this frame (at this scale)."""
+        with torch.no_grad():
+            features = self.features(image, self.content_layers) if self.content_layers else {}
+        self.content_targets = {k: v.detach() for k, v in features.items()}
+        self.prepare(tuple(image.shape[-2:]))
+
+    def set_temporal(self, targets: Sequence[TemporalTarget]) -> None:
+        """Warped previous results and their weights, already at the size being optimised."""
+        self.temporal = list(targets)
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def _scales(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> tuple[dict, dict, float]:
+        if self.loss_scale == "paper":
+            return ({k: 1.0 for k in self.content_layers}, {k: 1.0 for k in self.style_layers}, 1.0)
+        content = {k: 2.0 / features[k][0].numel() for k in self.content_layers}
+        style = {k: 4.0 / features[k].shape[1] ** 2 for k in self.style_layers}
+        return content, style, 1.0 / image[0].numel()
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its parts (already weighted), all 0-dim tensors; no host synchronisation."""
+        features = self.features(image, self.layers)
+        content_scale, style_scale, tv_scale = self._scales(features, image)
+        zero = image.new_zeros(())
+        content = zero
+        for layer, weight in self.content_layers.items():
+            content = content + weight * content_scale[layer] * content_loss(features[layer], self.content_targets[layer])
+        style = zero
+        for layer, weight in self.style_layers.items():
+            style = style + weight * style_scale[layer] * style_layer_loss(gram(features[layer]), self.style_targets[layer])
+        parts = {"content": self.content_weight * content, "style": self.style_weight * style}
+        if self.tv_weight:
+            parts["tv"] = self.tv_weight * tv_scale * tv_loss(image)
+        if self.temporal_weight and self.temporal:
+            temporal = zero
+            for target in self.temporal:
+                temporal = temporal + temporal_loss(image, target.warped, target.weights)
+            parts["temporal"] = self.temporal_weight * temporal
+        total = sum(parts.values())
+        return total, parts

@@ -1,0 +1,72 @@
+"""Device choice, numeric precision and memory figures: the only place that knows about CUDA settings."""
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+
+from .config import ConfigError
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` takes CUDA where there is one, else Apple's MPS, else the CPU; a named device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name}: no CUDA device is available to this PyTorch "
+                              f"(build {torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"device {name}: MPS is not available")
+    elif device.type != "cpu":
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def configure(device: torch.device, precision: str) -> torch.dtype | None:
+    """Set cuDNN autotuning and TF32 for `precision`; return the autocast dtype (bf16) or None.
+    TF32 only exists on CUDA (Ampere and newer); on the CPU `tf32` computes in fp32."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed frame sizes: autotune each convolution once
+        tf32 = precision in ("tf32", "bf16")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak bytes: CUDA memory allocated on a GPU, the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Free bytes on a GPU (None on the CPU, where the OS pages)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return None
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
