@@ -1,0 +1,548 @@
+"""The frame loop: the one place that knows media, flow, the model, the optimiser and the work directory.
+
+    decode (thread) -> motion: optical flow + consistency, one frame ahead (thread) -> optimise (here)
+        -> save the frame to the work directory and feed the encoder (thread)
+
+Frame 0 (and any scene cut) starts cold and runs `iterations`; every later frame starts from the
+previous result warped along the optical flow (Ruder et al. 2016), keeps close to it where the flow is
+reliable (temporal loss), and runs at most `frame_iterations`. Each finished frame is on disk before the
+next starts, so a rerun of the same job continues from the first unfinished frame with the same result.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import __version__, color, media, runtime
+from .config import Config, ConfigError, NSTError
+from .flow import FlowEstimator, Motion, analyse, histogram_distance, long_term_offsets, long_term_weights, warp
+from .losses import Objective, TemporalTarget, resize_image
+from .optimise import NonFiniteLoss, Plan, Result, Step, noise_like, stylise, to_frame, to_tensor
+from .vgg import build_model, weights_identity
+from .workdir import WorkDir, default_work_dir
+
+MULTIPASS_BLEND = 0.5  # delta of Ruder et al.'s multi-pass initialisation
+
+
+# ---- what goes in, what comes out ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    input: Path
+    styles: tuple[Path, ...]
+    output: Path
+    work_dir: Path | None = None
+    keep_work: bool = False
+    restart: bool = False
+    save_every: int = 0                  # snapshot every N iterations of the first frame (0: never)
+    snapshot: Callable[[int, np.ndarray, dict], None] | None = None
+
+
+@dataclass
+class Started:
+    total: int | None
+    size: tuple[int, int]
+    device: str
+    resumed: int
+    source: media.MediaInfo
+    work_dir: Path | None
+
+
+@dataclass
+class FrameDone:
+    index: int
+    total: int | None
+    iterations: int
+    losses: dict[str, float]
+    seconds: float
+    cut: bool = False
+    resumed: bool = False
+    pass_number: int = 1
+    reliable: float | None = None
+
+
+@dataclass
+class Notice:
+    message: str
+
+
+@dataclass
+class Summary:
+    output: Path
+    frames: int = 0
+    stylised: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+    cuts: list[int] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)        # per stylised frame, in order
+    first_frame_seconds: float | None = None
+    later_frame_seconds: list[float] = field(default_factory=list)
+    idle_fraction: float = 0.0
+    peak_memory: int = 0
+    warnings: list[str] = field(default_factory=list)
+    histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    work_dir: Path | None = None
+
+
+class Interrupted(NSTError):
+    """A stop asked for by SIGINT/SIGTERM, after the finished frames were saved."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopFlag:
+    """Set by a signal handler; the loop stops between frames."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+
+
+# ---- the stylist: one frame, cold or warm ----------------------------------------------------------
+
+class Stylist:
+    """Holds the model, the objective (style targets set once) and the rules for starting a frame."""
+
+    def __init__(self, cfg: Config, device: torch.device, styles: list[np.ndarray], first_content: np.ndarray,
+                 *, init_image: np.ndarray | None = None, emit: Callable[[Any], None] = lambda e: None,
+                 model=None):
+        self.cfg, self.device, self.emit = cfg, device, emit
+        autocast = runtime.configure(device, cfg.precision)
+        layers = list(cfg.content_layers) + list(cfg.style_layers)
+        self.model = model or build_model(cfg.weights, layers, cfg.pooling, cfg.weights_format, device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objective = Objective(self.model, cfg.content_layers, cfg.style_layers,
+                                   content_weight=cfg.content_weight, style_weight=cfg.style_weight,
+                                   tv_weight=cfg.tv_weight, temporal_weight=cfg.temporal_weight,
+                                   loss_scale=cfg.loss_scale, style_scale=cfg.style_scale)
+        self.objective.autocast_dtype = autocast
+        style_tensors = [to_tensor(s, device) for s in styles]
+        if cfg.original_colors:  # luminance-only: styles as grey matched to the first frame's luminance
+            content = to_tensor(first_content, device)
+            style_tensors = [color.match_luminance(s, content) for s in style_tensors]
+        self.objective.set_style(style_tensors, cfg.style_blend)
+        self.init_image = init_image
+
+    def space(self, image: torch.Tensor) -> torch.Tensor:
+        """What the optimiser works on: the image itself, or its luminance as grey (original colours)."""
+        return color.grey(image) if self.cfg.original_colors else image
+
+    def finish(self, result: torch.Tensor, content: torch.Tensor) -> np.ndarray:
+        if self.cfg.original_colors:
+            result = color.recombine(result, content)
+        return to_frame(result)
+
+    def cold_start(self, content: torch.Tensor, index: int) -> torch.Tensor:
+        if self.cfg.init == "noise":
+            return noise_like(content, self.cfg.seed * 1_000_003 + index)
+        if self.cfg.init == "content":
+            return self.space(content)
+        height, width = content.shape[-2:]
+        return self.space(to_tensor(media.resize(self.init_image, (width, height)), self.device))
+
+    def run(self, index: int, content_frame: np.ndarray, init: torch.Tensor, plan: Plan,
+            temporal: list[TemporalTarget], *, save_every: int = 0,
+            on_snapshot: Callable | None = None) -> tuple[np.ndarray, Result]:
+        """Optimise one frame; a non-finite loss restarts it once from the same start with Adam at a
+        lower step size (logged), and a second failure is an error naming the frame."""
+        content = to_tensor(content_frame, self.device)
+        target = self.space(content)
+        snapshot = None
+        if on_snapshot:
+            def snapshot(iteration: int, image: torch.Tensor, losses: dict) -> None:
+                on_snapshot(iteration, self.finish(image, resize_image(content, tuple(image.shape[-2:]))), losses)
+        kwargs = dict(temporal=temporal, frame=index, callback=self.emit, save_every=save_every,
+                      on_snapshot=snapshot)
+        try:
+            result = stylise(target, init, self.objective, plan, **kwargs)
+        except NonFiniteLoss as error:
+            safer = 0.5 * plan.step_size if plan.optimizer == "adam" else 0.01
+            self.emit(Notice(f"{error}; restarting frame {index} with Adam at lr {safer:g}"))
+            retry = Plan(plan.scales, "adam", safer, plan.tolerance, plan.tolerance_window, plan.log_every)
+            try:
+                result = stylise(target, init, self.objective, retry, **kwargs)
+            except NonFiniteLoss as again:
+                raise NSTError(f"frame {index} failed twice with a non-finite loss ({again}); "
+                               "try a lower --lr or --precision fp32") from None
+        return self.finish(result.image, content), result
+
+    def warm_start(self, index: int, content_frame: np.ndarray, previous: dict[int, np.ndarray],
+                   motions: list[Motion]) -> tuple[torch.Tensor, list[TemporalTarget]]:
+        """Frame t's start and temporal targets from earlier results (offset -> frame) and motions."""
+        cfg = self.cfg
+        content = to_tensor(content_frame, self.device)
+        prev = self.space(to_tensor(previous[1], self.device))
+        if not cfg.flow:
+            return prev, []  # plain warm start
+        usable = [m for m in motions if m.offset in previous]
+        weights = long_term_weights(usable)
+        temporal = []
+        warped_closest = None
+        for motion, w in zip(usable, weights):
+            warped = warp(self.space(to_tensor(previous[motion.offset], self.device)), motion.backward)
+            if warped_closest is None:
+                warped_closest = warped
+            temporal.append(TemporalTarget(warped, torch.from_numpy(w)[None, None].to(self.device)))
+        c = torch.from_numpy(usable[0].weights)[None, None].to(self.device)
+        fill = (noise_like(content, cfg.seed * 1_000_003 + index) if cfg.unreliable_init == "noise"
+                else self.space(content))
+        init = c * warped_closest + (1 - c) * fill
+        return init, temporal
+
+
+# ---- motion, one frame ahead -----------------------------------------------------------------------
+
+class MotionAnalyser:
+    """For each frame: its motions relative to the frames at `offsets` before it (flow, consistency,
+    cut tests). Without flow only the colour-histogram cut test runs. One per thread (DIS is stateful)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.offsets = long_term_offsets(cfg.long_term) if cfg.flow else [1]
+        self.estimator = FlowEstimator(cfg.flow_method, cfg.dis_preset) if cfg.flow else None
+        self.history: deque[np.ndarray] = deque(maxlen=max(self.offsets))
+
+    def __call__(self, frame: np.ndarray, *, needed: bool = True) -> list[Motion]:
+        motions = []
+        if needed:
+            for offset in self.offsets:
+                if offset <= len(self.history):
+                    motions.append(self.pair(self.history[-offset], frame, offset))
+        self.history.append(frame)
+        return motions
+
+    def pair(self, earlier: np.ndarray, frame: np.ndarray, offset: int = 1) -> Motion:
+        cfg = self.cfg
+        if self.estimator is None:
+            distance = histogram_distance(earlier, frame)
+            empty = np.zeros(frame.shape[:2], np.float32)
+            return Motion(offset, np.zeros(frame.shape[:2] + (2,), np.float32), empty, 1.0, distance,
+                          distance > cfg.cut_histogram)
+        return analyse(earlier, frame, self.estimator, offset=offset, cut_reliable=cfg.cut_reliable,
+                       cut_histogram=cfg.cut_histogram, scale=cfg.flow_scale, photometric=cfg.photometric)
+
+
+# ---- the job ---------------------------------------------------------------------------------------
+
+def _input_identity(source: media.MediaInfo) -> dict[str, Any]:
+    paths = source.files if source.kind != "video" else (source.path,)
+    stats = [os.stat(p) for p in paths]
+    return {"kind": source.kind, "path": str(Path(source.path).resolve()), "count": len(paths),
+            "bytes": sum(s.st_size for s in stats), "mtime": max(s.st_mtime_ns for s in stats),
+            "names": hashlib.sha256("\n".join(Path(p).name for p in paths).encode()).hexdigest()[:16]}
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_disk(work: Path | None, output: Path, size: tuple[int, int], frames: int | None, passes: int,
+               resumed: int = 0) -> None:
+    """Refuse to start when the work directory and OUTPUT would not fit on their disks. Lossless PNG of a
+    stylised frame is about 0.6 of its raw size; the final video is far smaller than the frames."""
+    if not frames:
+        return
+    raw = size[0] * size[1] * 3
+    needs: dict[Path, float] = {}
+    out_dir = output if output.is_dir() else output.parent
+    remaining = max(0, frames - resumed)
+    if work is not None:
+        work_root = work if work.exists() else work.parent
+        needs[work_root] = needs.get(work_root, 0) + raw * 0.6 * remaining * (2 if passes > 1 else 1)
+    out_bytes = raw * 0.6 * frames if media.output_kind(output) == "folder" else raw * 0.05 * frames + 1e6
+    needs[out_dir] = needs.get(out_dir, 0) + out_bytes
+    for folder, need in needs.items():
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        same = [f for f in needs if f != folder and _same_device(f, folder)]
+        total = need + sum(needs[f] for f in same)
+        if free < total:
+            raise NSTError(f"not enough disk space in {folder}: this job needs about {total / 1e9:.2f} GB, "
+                           f"{free / 1e9:.2f} GB are free")
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+def _disk_full(error: BaseException) -> bool:
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in str(error)
+
+
+def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
+        stop: StopFlag | None = None) -> Summary:
+    """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages."""
+    emit = events or (lambda event: None)
+    started = time.perf_counter()
+    source = media.inspect_input(job.input)
+    media.check_output_fits(source, job.output)
+    media.check_writable(job.output)
+    if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
+        raise ConfigError(f"--style-blend has {len(cfg.style_blend)} weights for {len(job.styles)} style images")
+    styles = [media.read_image(path) for path in job.styles]
+    init_image = None
+    if cfg.init not in ("content", "noise"):
+        if not Path(cfg.init).is_file():
+            raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
+        init_image = media.read_image(cfg.init)
+    if source.kind == "image":
+        cfg = cfg.replace(passes=1)  # nothing to sweep
+    device = runtime.select_device(cfg.device)
+    size = media.working_size(source.width, source.height, cfg.size)
+    fps = cfg.fps or source.fps or media.DEFAULT_FOLDER_FPS
+    runtime.reset_peak_memory(device)
+    summary = Summary(output=Path(job.output))
+
+    work = None
+    if source.kind != "image":
+        work = WorkDir(job.work_dir or default_work_dir(job.output))
+        identity = {"version_format": 1, "config": cfg.frames_dict(), "input": _input_identity(source),
+                    "styles": [_file_digest(p) for p in job.styles], "weights": weights_identity(cfg.weights),
+                    "size": list(size), "fps": f"{fps.numerator}/{fps.denominator}",
+                    "init": _file_digest(Path(cfg.init)) if init_image is not None else cfg.init}
+        work.open(identity, restart=job.restart)
+        summary.work_dir = work.path
+    check_disk(work.path if work else None, Path(job.output), size, source.frames, cfg.passes,
+               work.finished_count() if work else 0)
+    try:
+        _Loop(job, cfg, source, size, fps, device, styles, init_image, work, summary, emit, stop).run()
+    except BaseException as error:
+        if work is not None:
+            work.close()
+        if _disk_full(error) and work is not None:
+            raise NSTError(f"disk full: {work.finished_count()} finished frames are kept in {work.path}; "
+                           "free some space and rerun the same command to resume") from None
+        raise
+    if work is not None:
+        if job.keep_work:
+            work.close()
+        else:
+            work.remove()
+            summary.work_dir = None
+    summary.seconds = time.perf_counter() - started
+    summary.peak_memory = runtime.peak_memory(device)
+    return summary
+
+
+class _Loop:
+    def __init__(self, job: Job, cfg: Config, source: media.MediaInfo, size: tuple[int, int], fps,
+                 device: torch.device, styles: list[np.ndarray], init_image: np.ndarray | None,
+                 work: WorkDir | None, summary: Summary, emit: Callable, stop: StopFlag | None):
+        self.job, self.cfg, self.source, self.size, self.fps = job, cfg, source, size, fps
+        self.device, self.styles, self.init_image = device, styles, init_image
+        self.work, self.summary, self.emit, self.stop = work, summary, emit, stop
+        self.stylist: Stylist | None = None
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _stylist(self, first_content: np.ndarray) -> Stylist:
+        if self.stylist is None:
+            self.stylist = Stylist(self.cfg, self.device, self.styles, first_content,
+                                   init_image=self.init_image, emit=self.emit)
+        return self.stylist
+
+    def _check_stop(self, done: int) -> None:
+        if self.stop is not None and self.stop.signum is not None:
+            name = signal.Signals(self.stop.signum).name
+            where = f" in {self.work.path}" if self.work else ""
+            raise Interrupted(self.stop.signum, f"stopped by {name} after {done} frames; they are saved{where}. "
+                                                "Run the same command again to resume")
+
+    def _open_sink(self):
+        return media.open_sink(self.job.output, self.size, self.fps, source=self.source, codec=self.cfg.codec,
+                               crf=self.cfg.crf, keep_size=self.cfg.keep_size)
+
+    def _record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
+                reliable: float | None) -> None:
+        s = self.summary
+        s.stylised += 1
+        s.iterations.append(result.iterations)
+        s.histories[index if pass_number == 1 else -(pass_number * 1_000_000 + index)] = result.history
+        if index == 0 and pass_number == 1:
+            s.first_frame_seconds = seconds
+        elif not cut:
+            s.later_frame_seconds.append(seconds)
+        if cut and index > 0 and pass_number == 1:
+            s.cuts.append(index)
+        if self.work is not None:
+            self.work.log({"index": index, "pass": pass_number, "iterations": result.iterations,
+                           "losses": result.losses, "seconds": round(seconds, 4), "cut": cut,
+                           "converged": result.converged, "reliable": reliable})
+        self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
+                            pass_number=pass_number, reliable=reliable))
+
+    # -- pass 1: stream ------------------------------------------------------------------------------
+    def run(self) -> None:
+        from .threads import Stage, Writer
+
+        cfg, work = self.cfg, self.work
+        resume_from = 0
+        if work is not None:
+            while work.frame_path(resume_from).exists():
+                resume_from += 1
+        pass_number, pass_done = work.pass_state() if work else (1, 0)
+        first_pass_complete = pass_number > 1
+        self.emit(Started(self.source.frames, self.size, str(self.device), resume_from, self.source,
+                          work.path if work else None))
+        streaming = cfg.passes == 1
+        reader = media.FrameReader(self.source, self.size, self.fps)
+        analyser = MotionAnalyser(cfg)
+
+        def motions_ahead(items: Iterator[tuple[int, np.ndarray]]):
+            for index, frame in items:
+                # Frames already finished need no flow, except the one before the first to redo.
+                yield index, frame, analyser(frame, needed=index >= resume_from and not first_pass_complete)
+
+        decoded = Stage(enumerate(reader), depth=4, name="decode")
+        analysed = Stage(motions_ahead(iter(decoded)), depth=2, name="flow")
+        writer = Writer(depth=4)
+        sink = self._open_sink() if streaming else None
+        previous: dict[int, np.ndarray] = {}
+        keep = max(analyser.offsets)
+        history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
+        inputs: deque[np.ndarray] = deque(maxlen=keep)    # recent input frames (for a frame redone late)
+        redo = False
+        count = 0
+        loop_start = time.perf_counter()
+        try:
+            for index, frame, motions in analysed:
+                count = index + 1
+                finished = None
+                if work is not None and not redo and (index < resume_from or first_pass_complete):
+                    finished = work.load_frame(index, self.size)
+                    if finished is None and not first_pass_complete:
+                        redo = True  # damaged or missing: this frame and all after it are redone
+                        work.trim_log(index)
+                    elif finished is None:
+                        raise NSTError(f"frame {index} in {work.path} is damaged after pass 1; "
+                                       "rerun with --restart")
+                if finished is not None:
+                    self.summary.resumed += 1
+                    self.emit(FrameDone(index, self.source.frames, 0, {}, 0.0, resumed=True))
+                else:
+                    if index > 0 and not motions:
+                        # flow was skipped for this frame (it looked finished); compute it now
+                        fallback = MotionAnalyser(cfg)
+                        for earlier in inputs:
+                            fallback.history.append(earlier)
+                        motions = fallback(frame)
+                    self._check_stop(index)
+                    if index == resume_from and work is not None:
+                        work.trim_log(index)
+                    finished = self._stylise_streamed(index, frame, motions, history)
+                    writer.submit(work.save_frame if work else (lambda i, f: None), index, finished)
+                    if cfg.passes > 1:
+                        writer.submit(work.save_input, index, frame)
+                if sink is not None:
+                    writer.submit(sink.write, finished)
+                history.append(finished)
+                inputs.append(frame)
+            writer.close()
+            for message in reader.warnings:
+                self.summary.warnings.append(message)
+                self.emit(Notice(message))
+            self.summary.frames = count
+            wall = time.perf_counter() - loop_start
+            self.summary.idle_fraction = min(1.0, (analysed.waited + writer.waited) / wall) if wall > 0 else 0.0
+            if cfg.passes > 1:
+                self._later_passes(count, pass_number if first_pass_complete else 2,
+                                   pass_done if first_pass_complete else 0)
+                sink = self._open_sink()
+                for index in range(count):
+                    sink.write(work.load_frame(index, self.size))
+            sink.close()
+        except BaseException:
+            try:  # frames already finished are kept, whatever stopped the run
+                writer.close()
+            except BaseException:
+                pass
+            if sink is not None:
+                sink.abort()
+            raise
+        finally:
+            analysed.close()
+            decoded.close()
+            reader.close()
+
+    def _stylise_streamed(self, index: int, frame: np.ndarray, motions: list[Motion],
+                          history: deque[np.ndarray]) -> np.ndarray:
+        cfg = self.cfg
+        stylist = self._stylist(frame)
+        content = to_tensor(frame, self.device)
+        cut = index > 0 and bool(motions) and motions[0].cut
+        cold = index == 0 or cut or not cfg.warm_start
+        started = time.perf_counter()
+        if cold:
+            init, temporal = stylist.cold_start(content, index), []
+        else:
+            previous = {j: history[-j] for j in range(1, len(history) + 1)}
+            init, temporal = stylist.warm_start(index, frame, previous, motions)
+        plan = Plan.for_frame(cfg, tuple(content.shape[-2:]), first=cold)
+        first = index == 0
+        snapshot = self.job.snapshot if first and self.job.save_every else None
+        finished, result = stylist.run(index, frame, init, plan, temporal,
+                                       save_every=self.job.save_every if snapshot else 0, on_snapshot=snapshot)
+        reliable = motions[0].reliable if motions and cfg.flow else None
+        self._record(index, result, time.perf_counter() - started, cut, 1, reliable)
+        return finished
+
+    # -- passes 2..P: alternate sweeps over the saved frames ----------------------------------------
+    def _later_passes(self, count: int, start_pass: int, done_in_start: int) -> None:
+        """Ruder et al. 2016's multi-pass: sweeps alternate direction; each frame starts from a blend of its
+        current result and the warped result of the neighbour processed just before it,
+        delta*c*warp(neighbour) + (1 - delta*c)*current, with the temporal loss towards that neighbour."""
+        cfg, work = self.cfg, self.work
+        analyser = MotionAnalyser(cfg.replace(long_term=0))
+        stylist = None
+        for pass_number in range(start_pass, cfg.passes + 1):
+            order = list(range(count)) if pass_number % 2 == 1 else list(range(count - 1, -1, -1))
+            skip = done_in_start if pass_number == start_pass else 0
+            for position, index in enumerate(order):
+                if position < skip:
+                    continue
+                self._check_stop(index)
+                frame = work.load_input(index, self.size)
+                current = work.load_frame(index, self.size)
+                if frame is None or current is None:
+                    raise NSTError(f"frame {index} in {work.path} is damaged; rerun with --restart")
+                stylist = stylist or self._stylist(frame)
+                started = time.perf_counter()
+                init = stylist.space(to_tensor(current, self.device))
+                temporal: list[TemporalTarget] = []
+                cut = False
+                if position > 0:
+                    neighbour = order[position - 1]
+                    motion = analyser.pair(work.load_input(neighbour, self.size), frame)
+                    cut = motion.cut
+                    if not cut:
+                        warped = warp(stylist.space(to_tensor(work.load_frame(neighbour, self.size), self.device)),
+                                      motion.backward)
+                        c = torch.from_numpy(motion.weights)[None, None].to(self.device)
+                        init = MULTIPASS_BLEND * c * warped + (1 - MULTIPASS_BLEND * c) * init
+                        temporal = [TemporalTarget(warped, c)]
+                plan = Plan.for_frame(cfg, tuple(init.shape[-2:]), first=False, iterations=cfg.pass_iterations)
+                finished, result = stylist.run(index, frame, init, plan, temporal)
+                work.save_frame(index, finished)
+                work.set_pass_state(pass_number, position + 1)
+                self._record(index, result, time.perf_counter() - started, cut, pass_number, None)
+            work.set_pass_state(pass_number + 1, 0)

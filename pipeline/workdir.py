@@ -1,0 +1,203 @@
+"""A job's work directory: everything a rerun needs to continue where a run stopped.
+
+    job.json     format version, the job's identity (frame-affecting config, input, styles, weights) and hash
+    frames/      each finished stylised frame, lossless PNG (also the warm-start state of the next frame)
+    inputs/      decoded input frames at the working size (multi-pass only: later passes sweep backwards)
+    passes.json  progress of passes after the first (multi-pass only)
+    log.jsonl    one JSON line per finished frame: index, pass, iterations, losses, seconds
+    lock         held (flock) while a run uses the directory
+
+Every file is written under a temporary name, fsynced and renamed, so a kill at any moment leaves either
+the old file or the new one, never half of one. A frame file that does not decode is treated as missing.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .config import ConfigError, NSTError
+from .media import FRAME_NAME, fsync_dir, write_image
+
+FORMAT = 1
+
+
+class WorkDirError(NSTError):
+    pass
+
+
+def default_work_dir(output: str | Path) -> Path:
+    """A hidden folder beside OUTPUT."""
+    output = Path(output)
+    return output.parent / f".{output.name.rstrip(os.sep) or 'output'}.nst-work"
+
+
+def write_json(path: Path, data: Any) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if key == "config":
+            a, b = old.get(key, {}), new.get(key, {})
+            changed += [f"{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif old.get(key) != new.get(key):
+            changed.append(key)
+    return changed
+
+
+class WorkDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.frames = self.path / "frames"
+        self.inputs = self.path / "inputs"
+        self._lock_handle = None
+        self.created = False
+
+    # -- opening ------------------------------------------------------------------------------------
+    def open(self, identity: dict[str, Any], *, restart: bool = False) -> None:
+        """Create, or reopen a directory of the same job. Refuses another job's or another version's
+        directory unless `restart` (which discards it)."""
+        job_file = self.path / "job.json"
+        if restart and self.path.exists():
+            self._check_ours()
+            shutil.rmtree(self.path)
+        if job_file.exists():
+            try:
+                old = json.loads(job_file.read_text())
+            except (OSError, ValueError):
+                raise WorkDirError(f"work directory {self.path} is damaged (job.json unreadable); "
+                                   "rerun with --restart to discard it") from None
+            if old.get("format") != FORMAT:
+                raise WorkDirError(f"work directory {self.path} was made by another version of nst-video "
+                                   f"(format {old.get('format')}, this is {FORMAT}); rerun with --restart to discard it")
+            if old.get("hash") != identity_hash(identity):
+                changed = ", ".join(_differences(old.get("identity", {}), identity)) or "the job"
+                raise ConfigError(f"work directory {self.path} holds another job (changed: {changed}); "
+                                  "rerun with --restart to discard its frames, or give another --work-dir")
+        elif self.path.exists() and any(self.path.iterdir()):
+            self._check_ours()
+        try:
+            self.frames.mkdir(parents=True, exist_ok=True)
+            if not job_file.exists():
+                self.created = True
+                write_json(job_file, {"format": FORMAT, "hash": identity_hash(identity), "identity": identity})
+            probe = self.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise WorkDirError(f"work directory {self.path} is not writable ({exc.strerror})") from None
+            raise WorkDirError(f"cannot use work directory {self.path}: {exc.strerror}") from None
+        self._lock()
+
+    def _check_ours(self) -> None:
+        if self.path.exists() and not (self.path / "job.json").exists() and any(self.path.iterdir()):
+            raise WorkDirError(f"{self.path} exists and is not an nst-video work directory; give another --work-dir")
+
+    def _lock(self) -> None:
+        self._lock_handle = open(self.path / "lock", "a+")
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_handle.close()
+            self._lock_handle = None
+            raise WorkDirError(f"another nst-video run is using {self.path}") from None
+
+    def close(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- frames -------------------------------------------------------------------------------------
+    def frame_path(self, index: int) -> Path:
+        return self.frames / FRAME_NAME.format(index)
+
+    def load_frame(self, index: int, size: tuple[int, int] | None = None, *, folder: Path | None = None) -> np.ndarray | None:
+        """A finished frame as RGB uint8, or None if it is missing, does not decode, or has the wrong size."""
+        path = (folder or self.frames) / FRAME_NAME.format(index)
+        if not path.exists():
+            return None
+        data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if data is None or (size is not None and (data.shape[1], data.shape[0]) != tuple(size)):
+            return None
+        return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+    def save_frame(self, index: int, frame: np.ndarray) -> None:
+        write_image(self.frame_path(index), frame, png_compression=1, durable=True)
+
+    def save_input(self, index: int, frame: np.ndarray) -> None:
+        self.inputs.mkdir(exist_ok=True)
+        write_image(self.inputs / FRAME_NAME.format(index), frame, png_compression=1, durable=True)
+
+    def load_input(self, index: int, size: tuple[int, int]) -> np.ndarray | None:
+        return self.load_frame(index, size, folder=self.inputs)
+
+    def finished_count(self) -> int:
+        return sum(1 for _ in self.frames.glob("*.png"))
+
+    # -- progress of later passes and the per-frame log ---------------------------------------------
+    def pass_state(self) -> tuple[int, int]:
+        """(pass, frames done in it) for passes after the first; (1, 0) when none has started."""
+        path = self.path / "passes.json"
+        if not path.exists():
+            return 1, 0
+        state = json.loads(path.read_text())
+        return int(state["pass"]), int(state["done"])
+
+    def set_pass_state(self, pass_number: int, done: int) -> None:
+        write_json(self.path / "passes.json", {"pass": pass_number, "done": done})
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_log(self) -> list[dict[str, Any]]:
+        path = self.path / "log.jsonl"
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a line cut by a kill: ignore it
+                continue
+        return records
+
+    def trim_log(self, keep: int, pass_number: int = 1) -> None:
+        """Drop log lines of frames that will be redone (index >= keep in this pass, and later passes)."""
+        records = [r for r in self.read_log()
+                   if r.get("pass", 1) < pass_number or (r.get("pass", 1) == pass_number and r["index"] < keep)]
+        temp = self.path / ".log.jsonl.tmp"
+        with open(temp, "w") as handle:
+            for record in records:
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, self.path / "log.jsonl")
