@@ -1,0 +1,118 @@
+"""Shared fixtures: seeded random VGG19 weights in a file (through the real --weights path), clips made
+with ffmpeg's lavfi sources, and a CLI runner that sees what a user sees."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import media  # noqa: E402
+from pipeline.synthetic import save_random_weights  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's torch cache, and none can download anything."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch-home"))
+    monkeypatch.delenv("NST_WEIGHTS", raising=False)
+    monkeypatch.delenv("NST_FFMPEG", raising=False)
+    monkeypatch.delenv("NST_FFPROBE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    return save_random_weights(tmp_path_factory.mktemp("weights") / "vgg19-random.pth", seed=0)
+
+
+@pytest.fixture(scope="session")
+def full_weights_file(tmp_path_factory) -> Path:
+    return save_random_weights(tmp_path_factory.mktemp("weights") / "vgg19-full.pth", seed=0, full_model=True)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
+
+
+def make_clip(path: Path, *, frames: int = 8, size: str = "96x64", rate: str = "30000/1001", audio: bool = True,
+              extra: tuple[str, ...] = ()) -> Path:
+    """A moving test pattern (testsrc2) with a sine tone, `frames` frames at `rate`."""
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
+    args += ["-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p", *extra]
+    if audio:
+        args += ["-c:a", "aac", "-shortest"]
+    ffmpeg(*args, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def style_image(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(1)
+    stripes = np.zeros((80, 80, 3), np.uint8)
+    stripes[::8] = (230, 80, 20)
+    stripes[:, ::6] = (20, 60, 200)
+    noisy = np.clip(stripes.astype(int) + rng.integers(0, 40, stripes.shape), 0, 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("styles") / "style.png"
+    media.write_image(path, noisy)
+    return path
+
+
+@pytest.fixture(scope="session")
+def content_image(tmp_path_factory) -> Path:
+    from pipeline.synthetic import texture
+
+    path = tmp_path_factory.mktemp("images") / "content.png"
+    media.write_image(path, texture(72, 96, seed=3))
+    return path
+
+
+FAST = ["--size", "64", "--iterations", "6", "--frame-iterations", "3", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def cli():
+    """Run nst-video in-process; returns click's Result (exit_code, stdout, stderr)."""
+    import cli as cli_module
+
+    runner = CliRunner()
+
+    def run(*args, env: dict | None = None):
+        return runner.invoke(cli_module.cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return run
+
+
+def probe(path: Path) -> media.MediaInfo:
+    return media.probe_video(Path(path))
+
+
+@pytest.fixture
+def imageio_ffmpeg_only(monkeypatch):
+    """Only the ffmpeg binary of imageio-ffmpeg, no ffprobe: the set-up of a machine without apt."""
+    import imageio_ffmpeg
+
+    monkeypatch.setenv("NST_FFMPEG", imageio_ffmpeg.get_ffmpeg_exe())
+    monkeypatch.setenv("NST_FFPROBE", "")
+
+
+def env_with(**values: str) -> dict:
+    env = dict(os.environ)
+    env.update(values)
+    return env
