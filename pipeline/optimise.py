@@ -19,6 +19,9 @@ from .config import Config, NSTError
 from .losses import Objective, TemporalTarget, resize_image
 
 
+COARSE_SHARE = 0.8  # at most this share of a frame's iterations goes to the coarse scales
+
+
 class NonFiniteLoss(NSTError):
     """The loss became NaN or infinite (a step too large, or bf16 overflow)."""
 
@@ -62,11 +65,14 @@ class Plan:
         coarse scales then the rest of `iterations` at full size; later frames, already warm, run
         `frame_iterations` at full size only unless `frame_scales` is set."""
         total = iterations if iterations is not None else (cfg.iterations if first else cfg.frame_iterations)
-        coarse = list(zip(cfg.scales, cfg.scale_iterations)) if (first or cfg.frame_scales) else []
+        coarse = cfg.coarse_sizes() if (first or cfg.frame_scales) else []
         if coarse and not first:  # later frames: the same shape of schedule within their smaller budget
             ratio = total / cfg.iterations
             coarse = [(s, max(1, round(n * ratio))) for s, n in coarse]
         coarse = [(s, n) for s, n in coarse if s < max(size)]
+        if sum(n for _, n in coarse) > COARSE_SHARE * total:  # a small budget: shrink the coarse scales with it
+            factor = COARSE_SHARE * total / sum(n for _, n in coarse)
+            coarse = [(s, max(1, round(n * factor))) for s, n in coarse]
         final = max(1, total - sum(n for _, n in coarse))
         scales = tuple((scaled_size(size, s), n) for s, n in coarse) + ((size, final),)
         return cls(scales, optimizer or cfg.optimizer, step_size if step_size is not None else cfg.step_size,

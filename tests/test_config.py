@@ -39,7 +39,8 @@ def test_default_yaml_documents_every_key_with_its_true_default():
     ("style_layers: {}\ncontent_layers: {}\n", "nothing to optimise"),
     ("- a\n- b\n", "must be a mapping"),
     ("size: [\n", "not valid YAML"),
-    ("scales: [256]\n", "scale_iterations has 0"),
+    ("scales: [256]\n", "scale_iterations has 4"),
+    ("scales: [0.5, 0.25]\nscale_iterations: [1, 1]\n", "scales must be positive, ascending"),
     ("optimizer: sgd\n", "optimizer must be one of lbfgs, adam"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(tmp_path, text, message):

@@ -1,0 +1,110 @@
+"""Optical flow, warping and Ruder et al.'s consistency weights, against a clip whose motion is known."""
+import cv2
+import numpy as np
+import torch
+
+from pipeline.config import Config
+from pipeline.flow import (FlowEstimator, analyse, consistency, histogram_distance, long_term_offsets,
+                           long_term_weights, warp)
+from pipeline.synthetic import moving_clip
+
+CFG = Config()
+
+
+def _analyse(a, b, estimator=None, **changes):
+    cfg = CFG.replace(**changes)
+    return analyse(a, b, estimator or FlowEstimator(cfg.flow_method, cfg.dis_preset), cut_reliable=cfg.cut_reliable,
+                   cut_histogram=cfg.cut_histogram, scale=cfg.flow_scale, photometric=cfg.photometric,
+                       boundary_rule=cfg.boundary_rule)
+
+
+def test_warp_with_zero_flow_is_the_identity():
+    image = torch.rand(1, 3, 17, 23)
+    assert torch.allclose(warp(image, np.zeros((17, 23, 2), np.float32)), image, atol=1e-5)  # float32 rounding
+
+
+def test_whole_pixel_translation_warps_exactly():
+    image = torch.rand(1, 3, 20, 30)
+    flow = np.zeros((20, 30, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 3, -2     # each pixel takes the value 3 right and 2 up
+    moved = warp(image, flow)
+    assert torch.allclose(moved[..., 2:, :27], image[..., :18, 3:], atol=1e-5)  # exact up to float32 rounding
+
+
+def test_dis_recovers_the_known_motion():
+    clip = moving_clip(frames=4, width=128, height=80)
+    estimator = FlowEstimator("dis", "medium")
+    for t in range(1, 4):
+        motion = _analyse(clip.frames[t - 1], clip.frames[t], estimator)
+        error = np.linalg.norm(motion.backward - clip.backward[t], axis=-1)[clip.visible[t]]
+        assert np.median(error) < 0.1 and error.mean() < 0.5
+
+
+def test_consistency_marks_disoccluded_strip_and_trailing_edge_and_trusts_the_rest():
+    clip = moving_clip(frames=6, width=128, height=80, pan=2, object_speed=3, object_size=26)
+    estimator = FlowEstimator("dis", "medium")
+    top = (80 - 26) // 2
+    for t in range(1, 6):
+        weights = _analyse(clip.frames[t - 1], clip.frames[t], estimator).weights
+        hidden = ~clip.visible[t]
+        right_strip = np.zeros_like(hidden)
+        right_strip[:, -clip.pan:] = True
+        assert (weights[right_strip] == 0).all()                      # entered the frame: nothing to warp
+        trailing = hidden & ~right_strip                                  # uncovered behind the object
+        assert trailing.any() and (weights[trailing] < 0.5).mean() > 0.9
+        # everything else, a few pixels away from those regions and the object's outline, is reliable
+        edges = np.zeros(hidden.shape, np.uint8)
+        left = 4 + t * clip.object_speed
+        cv2.rectangle(edges, (left, top), (left + 25, top + 25), 1, 1)
+        near = cv2.dilate((hidden | edges.astype(bool)).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        assert (weights[~near] > 0.5).mean() > 0.9
+
+
+def test_photometric_check_catches_what_the_round_trip_misses():
+    clip = moving_clip(frames=6, width=128, height=80)
+    estimator = FlowEstimator("dis", "medium")
+    caught = {}
+    for photometric in (0.0, 0.05):
+        values = []
+        for t in range(1, 6):
+            weights = _analyse(clip.frames[t - 1], clip.frames[t], estimator, photometric=photometric).weights
+            values.append((weights[~clip.visible[t]] < 0.5).mean())
+        caught[photometric] = np.mean(values)
+    assert caught[0.05] > caught[0.0] and caught[0.05] > 0.95
+
+
+def test_consistency_rule_on_hand_made_flows():
+    backward = np.zeros((10, 10, 2), np.float32)
+    forward = np.zeros((10, 10, 2), np.float32)
+    assert (consistency(backward, forward, grow=0, blur=0) == 1).all()
+    backward[..., 0] = 2.0          # every pixel came from 2 px to the right ...
+    forward[..., 0] = 1.0           # ... but that pixel says it went 1 px right: no round trip
+    weights = consistency(backward, forward, grow=0, blur=0)
+    assert (weights[:, :8] == 0).all()
+    forward[..., 0] = -2.0          # a consistent round trip; the last two columns came from outside
+    weights = consistency(backward, forward, grow=0, blur=0)
+    assert (weights[:, :8] == 1).all() and (weights[:, 8:] == 0).all()
+
+
+def test_a_cut_and_a_blank_frame_are_detected_without_crashing():
+    a = moving_clip(frames=2, width=96, height=64, seed=1).frames[0]
+    b = np.full_like(a, 200)
+    b[::7] = 10
+    assert _analyse(a, b).cut
+    blank = np.zeros_like(a)
+    motion = _analyse(a, blank)
+    assert motion.cut and motion.weights.shape == a.shape[:2]
+    assert not _analyse(a, a).cut and histogram_distance(a, a) < 1e-6
+
+
+def test_long_term_weights_count_only_what_closer_frames_miss():
+    from pipeline.flow import Motion
+
+    shape = (4, 4)
+    c1 = np.zeros(shape, np.float32)
+    c1[:, :2] = 1
+    c2 = np.ones(shape, np.float32)
+    motions = [Motion(1, np.zeros(shape + (2,)), c1, 0.5, 0, False), Motion(2, np.zeros(shape + (2,)), c2, 1, 0, False)]
+    w1, w2 = long_term_weights(motions)
+    assert np.array_equal(w1, c1) and np.array_equal(w2, 1 - c1)
+    assert long_term_offsets(0) == [1] and long_term_offsets(3) == [1, 2, 4, 8]
