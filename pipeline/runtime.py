@@ -70,3 +70,17 @@ def free_memory(device: torch.device) -> int | None:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a run may use: free GPU memory, or the OS's MemAvailable on the CPU (None if unknown)."""
+    if device.type == "cuda":
+        return free_memory(device)
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from . import __version__, color, media, runtime
+from . import color, media, memory, runtime
 from .config import Config, ConfigError, NSTError
 from .flow import FlowEstimator, Motion, analyse, histogram_distance, long_term_offsets, long_term_weights, warp
 from .losses import Objective, TemporalTarget, resize_image
@@ -47,6 +47,7 @@ class Job:
     restart: bool = False
     save_every: int = 0                  # snapshot every N iterations of the first frame (0: never)
     snapshot: Callable[[int, np.ndarray, dict], None] | None = None
+    keep_histories: bool = False         # every iteration's losses of every frame (for a loss plot)
 
 
 @dataclass
@@ -91,7 +92,13 @@ class Summary:
     idle_fraction: float = 0.0
     peak_memory: int = 0
     warnings: list[str] = field(default_factory=list)
+    # per frame: the losses at every iteration with Job.keep_histories, else at the first and last only
     histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    pass_histories: list[tuple[int, int, list[dict[str, float]]]] = field(default_factory=list)  # passes 2.., in order
+
+    def all_histories(self) -> list[list[dict[str, float]]]:
+        """Every stylised frame's history in the order they were optimised."""
+        return [self.histories[i] for i in sorted(self.histories)] + [h for _, _, h in self.pass_histories]
     work_dir: Path | None = None
 
 
@@ -199,6 +206,8 @@ class Stylist:
             if warped_closest is None:
                 warped_closest = warped
             temporal.append(TemporalTarget(warped, torch.from_numpy(w)[None, None].to(self.device)))
+        if cfg.unreliable_init == "warped":
+            return warped_closest, temporal
         c = torch.from_numpy(usable[0].weights)[None, None].to(self.device)
         fill = (noise_like(content, cfg.seed * 1_000_003 + index) if cfg.unreliable_init == "noise"
                 else self.space(content))
@@ -235,7 +244,8 @@ class MotionAnalyser:
             return Motion(offset, np.zeros(frame.shape[:2] + (2,), np.float32), empty, 1.0, distance,
                           distance > cfg.cut_histogram)
         return analyse(earlier, frame, self.estimator, offset=offset, cut_reliable=cfg.cut_reliable,
-                       cut_histogram=cfg.cut_histogram, scale=cfg.flow_scale, photometric=cfg.photometric)
+                       cut_histogram=cfg.cut_histogram, scale=cfg.flow_scale, photometric=cfg.photometric,
+                       boundary_rule=cfg.boundary_rule)
 
 
 # ---- the job ---------------------------------------------------------------------------------------
@@ -279,6 +289,20 @@ def check_disk(work: Path | None, output: Path, size: tuple[int, int], frames: i
                            f"{free / 1e9:.2f} GB are free")
 
 
+def check_memory(device: torch.device, size: tuple[int, int], cfg: Config) -> None:
+    """Refuse a frame size that cannot fit, before any work, naming the size that does."""
+    budget = runtime.available_memory(device)
+    need = memory.peak_bytes(size[1], size[0], cfg)
+    if budget is None or need <= 0.9 * budget:
+        return
+    fits = memory.largest_fitting_size(size[1], size[0], cfg, int(0.9 * budget))
+    advice = f"use --size {fits} or less" if fits >= 32 else "free memory first"
+    if cfg.optimizer == "lbfgs":
+        advice += ", or --optimizer adam (it keeps no L-BFGS history)"
+    raise NSTError(f"a {size[0]}x{size[1]} frame needs about {need / 2**30:.1f} GiB, but only "
+                   f"{budget / 2**30:.1f} GiB are free on {device}: {advice}")
+
+
 def _same_device(a: Path, b: Path) -> bool:
     try:
         return os.stat(a).st_dev == os.stat(b).st_dev
@@ -311,6 +335,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     device = runtime.select_device(cfg.device)
     size = media.working_size(source.width, source.height, cfg.size)
     fps = cfg.fps or source.fps or media.DEFAULT_FOLDER_FPS
+    check_memory(device, size, cfg)
     runtime.reset_peak_memory(device)
     summary = Summary(output=Path(job.output))
 
@@ -377,7 +402,11 @@ class _Loop:
         s = self.summary
         s.stylised += 1
         s.iterations.append(result.iterations)
-        s.histories[index if pass_number == 1 else -(pass_number * 1_000_000 + index)] = result.history
+        history = result.history if self.job.keep_histories else [result.history[0], result.history[-1]]
+        if pass_number == 1:
+            s.histories[index] = history
+        else:
+            s.pass_histories.append((pass_number, index, history))
         if index == 0 and pass_number == 1:
             s.first_frame_seconds = seconds
         elif not cut:
@@ -417,7 +446,6 @@ class _Loop:
         analysed = Stage(motions_ahead(iter(decoded)), depth=2, name="flow")
         writer = Writer(depth=4)
         sink = self._open_sink() if streaming else None
-        previous: dict[int, np.ndarray] = {}
         keep = max(analyser.offsets)
         history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
         inputs: deque[np.ndarray] = deque(maxlen=keep)    # recent input frames (for a frame redone late)

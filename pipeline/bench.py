@@ -1,0 +1,383 @@
+"""Benchmarks anyone can rerun: fixed, seeded workloads made in code, random VGG19 weights unless a weights
+file is given, timings reported as ratios against a reference measured in the same run.
+
+    flicker   the known-motion clip through five ways of handling time (Ruder et al. 2016's comparison)
+    speed     s/iteration against bare VGG19, s/frame, idle fraction, memory, and plain per-frame Gatys
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import media, video
+from .config import Config
+from .metrics import temporal_errors, truth_error
+from .synthetic import MECHANICS_WEIGHTS, SyntheticClip, moving_clip, save_random_weights, texture, write_frames
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def _photo(name: str, fallback_seed: int, size: tuple[int, int]) -> np.ndarray:
+    """A bundled sample image if present, else a made-up texture (so benches run from any install)."""
+    path = SAMPLES / name
+    image = media.read_image(path) if path.exists() else texture(size[1], size[0], fallback_seed)
+    return image
+
+
+@dataclass
+class Workspace:
+    """Temporary files of a benchmark: weights, style image, clips."""
+
+    root: Path
+    weights: str
+    style: Path
+
+    @classmethod
+    def create(cls, weights: str | None, seed: int = 0) -> "Workspace":
+        root = Path(tempfile.mkdtemp(prefix="nst-bench-"))
+        if weights is None:
+            weights = str(save_random_weights(root / "vgg19-random.pth", seed=seed))
+        style = root / "style.png"
+        media.write_image(style, _photo("the_scream.png", seed + 7, (256, 320)))
+        return cls(root, weights, style)
+
+    def cleanup(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ---- flicker: Ruder et al.'s comparison on a clip with known motion --------------------------------
+
+FLICKER_VARIANTS = {
+    "cold": ("each frame cold and independent", dict(warm_start=False)),
+    "plain": ("plain warm start", dict(flow=False)),
+    "flow": ("flow-warped warm start", dict(temporal_weight=0.0)),
+    "temporal": ("flow + temporal loss", dict()),
+    "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
+}
+
+
+@dataclass
+class FlickerRow:
+    name: str
+    label: str
+    temporal_error: float          # RMSE 0-255 with the true flow over truly visible pixels
+    temporal_error_estimated: float  # the same with flow estimated on the original (what `eval` reports)
+    style_loss: float              # mean final (weighted) style loss per frame
+    content_loss: float
+    first_iterations: int
+    later_iterations: float
+    first_seconds: float
+    later_seconds: float
+    temporal_weight: float
+
+
+def flicker_clip(frames: int, size: int) -> SyntheticClip:
+    width, height = size, round(size * 0.6) // 2 * 2
+    return moving_clip(frames, width, height, pan=2, object_speed=3, object_size=max(12, height // 3),
+                       background=_photo("tubingen.png", 11, (width * 2, height)))
+
+
+def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 120, frame_iterations: int | None = None,
+                      weights: str | None = None, device: str = "cpu", seed: int = 0,
+                      variants: list[str] | None = None, temporal_weights: list[float] | None = None,
+                      progress: Callable[[str], None] = lambda message: None) -> list[FlickerRow]:
+    """Stylise the known-motion clip every way and measure each. Later frames get a third of the first
+    frame's iterations in every warm variant; cold frames all get the first frame's."""
+    workspace = Workspace.create(weights, seed)
+    try:
+        clip = flicker_clip(frames, size)
+        source = write_frames(clip.frames, workspace.root / "input")
+        base = dict(weights=workspace.weights, size=size, iterations=iterations,
+                    frame_iterations=frame_iterations or max(1, iterations // 3), device=device, seed=seed,
+                    **(MECHANICS_WEIGHTS if weights is None else {}))
+        runs: list[tuple[str, str, dict]] = [(n, *FLICKER_VARIANTS[n]) for n in (variants or list(FLICKER_VARIANTS))]
+        for gamma in temporal_weights or []:
+            runs.append((f"temporal@{gamma:g}", f"flow + temporal loss, gamma {gamma:g}", dict(temporal_weight=gamma)))
+        rows = []
+        for name, label, changes in runs:
+            cfg = Config(**{**base, **changes})
+            progress(f"{name}: {label}")
+            output = workspace.root / f"out-{name}"
+            summary = video.run(video.Job(source, (workspace.style,), output), cfg)
+            stylised = [media.read_image(output / media.FRAME_NAME.format(i)) for i in range(frames)]
+            resized = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip.frames, stylised)]
+            estimated = temporal_errors(iter(stylised), iter(resized), cfg=cfg).mean("stylised")
+            finals = [summary.histories[i][-1] for i in range(frames)]
+            later = summary.iterations[1:] or [0]
+            rows.append(FlickerRow(
+                name, label, truth_error(stylised, clip.backward, clip.visible), estimated,
+                float(np.mean([f["style"] for f in finals])), float(np.mean([f["content"] for f in finals])),
+                summary.iterations[0], float(np.mean(later)), summary.first_frame_seconds or 0.0,
+                float(np.mean(summary.later_frame_seconds)) if summary.later_frame_seconds else 0.0,
+                cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0))
+        return rows
+    finally:
+        workspace.cleanup()
+
+
+def flicker_table(rows: list[FlickerRow]) -> str:
+    reference = next((r for r in rows if r.name == "cold"), rows[0])
+    lines = [f"{'variant':<38} {'temporal err':>12} {'(est. flow)':>11} {'vs cold':>8} {'style loss':>11} "
+             f"{'vs cold':>8} {'it first/later':>15} {'s first/later':>14}"]
+    for r in rows:
+        lines.append(f"{r.label:<38} {r.temporal_error:12.3f} {r.temporal_error_estimated:11.3f} "
+                     f"{r.temporal_error / reference.temporal_error:8.3f} {r.style_loss:11.4g} "
+                     f"{r.style_loss / reference.style_loss:8.3f} {r.first_iterations:>6}/{r.later_iterations:<8.1f} "
+                     f"{r.first_seconds:6.2f}/{r.later_seconds:<7.2f}")
+    return "\n".join(lines)
+
+
+# ---- speed: overhead, multi-scale, and the clip against plain per-frame Gatys -------------------------
+
+SIZE_NAMES = {"720p": 1280, "1080p": 1920, "4k": 3840}
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        value = SIZE_NAMES.get(part) or (int(part) if part.isdigit() else None)
+        if value is None or value < 32:
+            raise ValueError(f"bad size {part!r}: use pixels (e.g. 512) or 720p, 1080p, 4k")
+        sizes.append(value)
+    return sizes
+
+
+def _setup(cfg: Config, device, size: tuple[int, int]):
+    """Model, objective with targets, and a content tensor for a (W, H) frame."""
+    from .losses import Objective
+    from .optimise import to_tensor
+    from .runtime import configure
+    from .vgg import build_model
+
+    autocast = configure(device, cfg.precision)
+    model = build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
+                        cfg.weights_format, device)
+    if device.type == "cuda":
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
+    objective = Objective(model, cfg.content_layers, cfg.style_layers, content_weight=cfg.content_weight,
+                          style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, loss_scale=cfg.loss_scale,
+                          style_scale=cfg.style_scale)
+    objective.autocast_dtype = autocast
+    content = to_tensor(media.resize(_photo("tubingen.png", 3, size), size), device)
+    objective.set_style([to_tensor(_photo("the_scream.png", 7, (320, 400)), device)])
+    objective.set_content(content)
+    return model, objective, content
+
+
+def _timed(fn: Callable[[], None], device, repeats: int) -> float:
+    from .runtime import synchronize
+
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+@dataclass
+class OverheadRow:
+    size: tuple[int, int]
+    objective_seconds: float
+    bare_seconds: float
+    ratio: float
+    peak_memory: int
+    estimated_memory: int
+
+
+def overhead_benchmark(size: tuple[int, int], cfg: Config, device, repeats: int = 5) -> OverheadRow:
+    """Seconds per iteration of the full objective (features, Grams, all losses, backward) against a bare
+    VGG19 forward and backward to the same depth, alternating blocks so drift hits both alike."""
+    import torch
+
+    from .memory import peak_bytes
+    from .runtime import peak_memory, reset_peak_memory
+
+    reset_peak_memory(device)
+    model, objective, content = _setup(cfg, device, size)
+    deepest = model.layers[-1]
+    x = content.clone().requires_grad_(True)
+
+    def bare() -> None:
+        with torch.autocast(device.type, dtype=objective.autocast_dtype or torch.bfloat16,
+                            enabled=objective.autocast_dtype is not None):
+            out = model(x, [deepest])[deepest]
+        out.float().sum().backward()
+        x.grad = None
+
+    def full() -> None:
+        total, _ = objective(x)
+        total.backward()
+        x.grad = None
+
+    bare(), full()  # warm-up (cuDNN autotuning, allocator)
+    objective_times, bare_times = [], []
+    for _ in range(3):
+        bare_times.append(_timed(bare, device, repeats))
+        objective_times.append(_timed(full, device, repeats))
+    objective_s, bare_s = float(np.median(objective_times)), float(np.median(bare_times))
+    return OverheadRow(size, objective_s, bare_s, objective_s / bare_s, peak_memory(device),
+                       peak_bytes(size[1], size[0], cfg))
+
+
+@dataclass
+class ImageRow:
+    size: tuple[int, int]
+    precision: str
+    multiscale_seconds: float       # to reach the target loss
+    single_seconds: float
+    speedup: float
+    target_loss: float
+    multiscale_final: float
+    single_final: float
+    schedule: list
+
+
+def _loss_curve(content, objective, plan, device) -> tuple[list[tuple[float, float]], float, list]:
+    """(seconds, total loss) at every iteration of the final scale, the final loss, and the sizes."""
+    from .optimise import stylise
+
+    points: list[tuple[float, float]] = []
+    start = time.perf_counter()
+    final_size = plan.scales[-1][0]
+
+    def record(step) -> None:
+        if step.size == final_size:
+            points.append((time.perf_counter() - start, step.losses["total"]))
+
+    result = stylise(content, content, objective, plan, callback=record)
+    return points, result.losses["total"], result.sizes
+
+
+def image_benchmark(size: tuple[int, int], cfg: Config, device) -> ImageRow:
+    """The multi-scale schedule of cfg against single-scale L-BFGS with the same iteration count: wall
+    time until each reaches the loss both reach (the higher of the two final losses)."""
+    from dataclasses import replace
+
+    from .optimise import Plan
+
+    _, objective, content = _setup(cfg, device, size)
+    hw = (size[1], size[0])
+    multi = replace(Plan.for_frame(cfg, hw, first=True), log_every=1)
+    single = Plan(((hw, cfg.iterations),), "lbfgs", 1.0, log_every=1)
+    multi_points, multi_final, sizes = _loss_curve(content, objective, multi, device)
+    single_points, single_final, _ = _loss_curve(content, objective, single, device)
+    target = max(multi_final, single_final)
+    reach = lambda points: next((t for t, loss in points if loss <= target * 1.0001), points[-1][0])  # noqa: E731
+    t_multi, t_single = reach(multi_points), reach(single_points)
+    return ImageRow(size, cfg.precision, t_multi, t_single, t_single / t_multi, target, multi_final, single_final,
+                    [list(s) for s in sizes])
+
+
+def plain_gatys(frames: list[np.ndarray], objective, device, evaluations: int = 300) -> tuple[list[np.ndarray], list[float], list[dict]]:
+    """The per-frame loop users write from the PyTorch tutorial: each frame cold from its content image,
+    torch's L-BFGS with its defaults, the image clamped to [0, 1] in the closure, 300 evaluations, one
+    scale, no temporal term. Returns frames, seconds per frame and final losses."""
+    import torch
+
+    from .optimise import to_frame, to_tensor
+    from .runtime import synchronize
+
+    out, seconds, finals = [], [], []
+    for frame in frames:
+        start = time.perf_counter()
+        content = to_tensor(frame, device)
+        objective.set_content(content)
+        x = content.clone().requires_grad_(True)
+        optimizer = torch.optim.LBFGS([x])
+        count = [0]
+        parts_box: list[dict] = [{}]
+
+        def closure():
+            with torch.no_grad():
+                x.clamp_(0, 1)
+            optimizer.zero_grad()
+            total, parts = objective(x)
+            total.backward()
+            count[0] += 1
+            parts_box[0] = parts
+            return total
+
+        while count[0] < evaluations:
+            optimizer.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+        finals.append({k: float(v.detach()) for k, v in parts_box[0].items()})
+        out.append(to_frame(x))
+    return out, seconds, finals
+
+
+@dataclass
+class ClipRow:
+    size: tuple[int, int]
+    frames: int
+    ours_seconds: float
+    ours_first: float
+    ours_later: float
+    ours_iterations_first: int
+    ours_iterations_later: float
+    idle_fraction: float
+    peak_memory: int
+    reference_seconds: float
+    reference_per_frame: float
+    speedup: float
+    later_speedup: float
+    ours_style: float
+    reference_style: float
+    ours_content: float
+    reference_content: float
+    ours_temporal_error: float
+    reference_temporal_error: float
+
+
+def clip_benchmark(frames: int, width: int, cfg: Config, device, *, reference_evaluations: int = 300,
+                   progress: Callable[[str], None] = lambda m: None) -> ClipRow:
+    """The synthetic clip through nst-video (cfg) and through the plain per-frame loop, same objective."""
+    from .runtime import peak_memory, reset_peak_memory
+
+    workspace_root = Path(tempfile.mkdtemp(prefix="nst-bench-clip-"))
+    try:
+        clip = flicker_clip(frames, width)
+        source = write_frames(clip.frames, workspace_root / "input")
+        style = workspace_root / "style.png"
+        media.write_image(style, _photo("the_scream.png", 7, (320, 400)))
+        progress(f"nst-video on {frames} frames at {width} px")
+        reset_peak_memory(device)
+        summary = video.run(video.Job(source, (style,), workspace_root / "ours"), cfg)
+        ours = [media.read_image(workspace_root / "ours" / media.FRAME_NAME.format(i)) for i in range(frames)]
+        finals = [summary.histories[i][-1] for i in range(frames)]
+        progress(f"plain per-frame Gatys ({reference_evaluations} L-BFGS evaluations per frame)")
+        _, objective, _ = _setup(cfg, device, (clip.frames[0].shape[1], clip.frames[0].shape[0]))
+        size = media.working_size(clip.frames[0].shape[1], clip.frames[0].shape[0], cfg.size)
+        inputs = [media.resize(f, size) for f in clip.frames]
+        reference, seconds, reference_finals = plain_gatys(inputs, objective, device, reference_evaluations)
+        later = summary.later_frame_seconds or [0.0]
+        ours_total = (summary.first_frame_seconds or 0.0) + sum(later)
+        ref_total = sum(seconds)
+        truth = lambda images: truth_error([media.resize(i, (clip.frames[0].shape[1], clip.frames[0].shape[0]))  # noqa: E731
+                                            for i in images], clip.backward, clip.visible)
+        return ClipRow((size[0], size[1]), frames, ours_total, summary.first_frame_seconds or 0.0,
+                       float(np.mean(later)), summary.iterations[0], float(np.mean(summary.iterations[1:] or [0])),
+                       summary.idle_fraction, peak_memory(device), ref_total, float(np.mean(seconds)),
+                       ref_total / ours_total, float(np.mean(seconds[1:])) / float(np.mean(later)),
+                       float(np.mean([f["style"] for f in finals])),
+                       float(np.mean([f["style"] for f in reference_finals])),
+                       float(np.mean([f["content"] for f in finals])),
+                       float(np.mean([f["content"] for f in reference_finals])),
+                       truth(ours), truth(reference))
+    finally:
+        import shutil
+
+        shutil.rmtree(workspace_root, ignore_errors=True)
