@@ -126,19 +126,19 @@ def progress_animation(items: Sequence[tuple[int, Path, dict]], path: str | Path
         raise
 
 
-def loss_plot(histories: Mapping[int, Sequence[Mapping[str, float]]], path: str | Path,
+def loss_plot(histories: Sequence[Sequence[Mapping[str, float]]], path: str | Path,
               title: str = "Loss during optimisation") -> int:
-    """Every loss term against iteration, log scale. Several frames are laid end to end (frame boundaries
-    dotted). Returns the number of iterations plotted."""
+    """Every loss term against iteration, log scale. Several frames' histories (in the order they were
+    optimised) are laid end to end, frame boundaries dotted. Returns the number of iterations plotted."""
     plt = _pyplot()
-    keys = [k for k in sorted(histories) if histories[k]]
+    keys = [h for h in histories if h]
     if not keys:
         raise ValueError("no loss history to plot")
     series: dict[str, list[float]] = {}
     boundaries = []
     length = 0
-    for key in keys:
-        for record in histories[key]:
+    for history in keys:
+        for record in history:
             for name in record:
                 series.setdefault(name, [math.nan] * length)
             for name, values in series.items():

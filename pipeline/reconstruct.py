@@ -1,0 +1,139 @@
+"""The figures of Gatys et al. 2016 that explain the method, from any image, with the product's own VGG19,
+objective and optimiser:
+
+- content reconstructions (Fig. 1, after Mahendran & Vedaldi 2015): from white noise, an image whose
+  features match the image's at one layer only;
+- style reconstructions (Fig. 1): from white noise, an image whose Gram matrices match on a growing subset
+  of layers; the texture grows from fine to large-scale structure while the scene's arrangement is lost;
+- the alpha/beta sweep (Fig. 3): one stylisation per content/style ratio and content layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import media
+from .config import VGG19_LAYERS, Config, ConfigError
+from .losses import Objective
+from .optimise import Plan, Result, noise_like, stylise, to_frame, to_tensor
+from .runtime import select_device
+from .vgg import build_model
+
+CONTENT_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+
+def parse_layers(text: str | None, default: Sequence[str]) -> list[str]:
+    """Comma-separated layer names, each checked."""
+    if text is None:
+        return list(default)
+    layers = [name.strip() for name in text.split(",")]
+    if not layers or any(not name for name in layers):
+        raise ConfigError(f"empty layer name in {text!r}")
+    for name in layers:
+        if name not in VGG19_LAYERS:
+            raise ConfigError(f"unknown layer {name!r} (VGG19 has {VGG19_LAYERS[0]} to {VGG19_LAYERS[-1]}: "
+                              f"{', '.join(VGG19_LAYERS)})")
+    return layers
+
+
+def parse_subsets(text: str | None) -> list[list[str]]:
+    """Style subsets: "a,b,c" grows cumulatively ([a], [a,b], [a,b,c], as in the paper); "a;a,b;c" gives
+    each subset explicitly."""
+    if text is None:
+        return [list(CONTENT_LAYERS[: i + 1]) for i in range(len(CONTENT_LAYERS))]
+    if ";" in text:
+        subsets = []
+        for part in text.split(";"):
+            if not part.strip():
+                raise ConfigError(f"empty layer subset in {text!r}")
+            subsets.append(parse_layers(part, ()))
+        return subsets
+    layers = parse_layers(text, ())
+    return [layers[: i + 1] for i in range(len(layers))]
+
+
+@dataclass
+class Panel:
+    label: str
+    image: np.ndarray
+    result: Result | None = None
+
+
+def _optimise_one_term(objective: Objective, target: torch.Tensor, iterations: int, seed: int,
+                       callback: Callable | None) -> Result:
+    """Optimise from white noise. The term is scaled so the noise start scores 1: with a single term only the
+    shape of the objective matters, and the figures then read the same with any weights file."""
+    init = noise_like(target, seed)
+    objective.set_content(target)
+    with torch.no_grad():
+        start, _ = objective(init)
+    scale = 1.0 / max(float(start), 1e-30)
+    objective.content_weight *= scale
+    objective.style_weight *= scale
+    return stylise(target, init, objective, Plan((((target.shape[-2], target.shape[-1]), iterations),)),
+                   callback=callback)
+
+
+class Reconstructor:
+    def __init__(self, image: np.ndarray, *, size: int, weights: str | None, device: str = "auto",
+                 pooling: str = "max", layers: Sequence[str] = ()):
+        self.device = select_device(device)
+        width, height = media.working_size(image.shape[1], image.shape[0], size)
+        self.image = media.resize(image, (width, height))
+        self.target = to_tensor(self.image, self.device)
+        self.model = build_model(weights, layers or VGG19_LAYERS[-1:], pooling, device=self.device)
+
+    def content(self, layer: str, iterations: int, seed: int = 0, callback: Callable | None = None) -> Panel:
+        objective = Objective(self.model, {layer: 1.0}, {}, content_weight=1.0, style_weight=0.0)
+        result = _optimise_one_term(objective, self.target, iterations, seed, callback)
+        return Panel(layer, to_frame(result.image), result)
+
+    def style(self, layers: Sequence[str], iterations: int, seed: int = 0, callback: Callable | None = None) -> Panel:
+        objective = Objective(self.model, {}, {name: 1.0 / len(layers) for name in layers},
+                              content_weight=0.0, style_weight=1.0)
+        objective.set_style([self.target])
+        result = _optimise_one_term(objective, self.target, iterations, seed, callback)
+        return Panel(" + ".join(layers) if len(layers) <= 2 else f"{layers[0]} ... {layers[-1]}",
+                     to_frame(result.image), result)
+
+
+def label(panel: Panel) -> str:
+    if panel.result is None:
+        return panel.label
+    return f"{panel.label}\nloss {panel.result.losses['total']:.3g} (noise: 1)"
+
+
+def save_panels(panels: Sequence[Panel], folder: Path, prefix: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, panel in enumerate(panels):
+        name = panel.label.replace(" ", "").replace("+", "_").replace("...", "-").replace("/", "_")
+        media.write_image(folder / f"{prefix}_{index:02d}_{name}.png", panel.image)
+
+
+def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], content_layers: Sequence[str],
+          cfg: Config, callback: Callable | None = None) -> list[list[Panel]]:
+    """One stylisation per (content layer, alpha/beta ratio): rows are layers, columns ratios (Fig. 3).
+    alpha = ratio and beta = 1 in cfg's loss scaling (the paper's ratios assume `loss_scale: paper`)."""
+    device = select_device(cfg.device)
+    width, height = media.working_size(content.shape[1], content.shape[0], cfg.size)
+    target = to_tensor(media.resize(content, (width, height)), device)
+    model = build_model(cfg.weights, list(content_layers) + list(cfg.style_layers), cfg.pooling,
+                        cfg.weights_format, device)
+    style_tensor = to_tensor(style, device)
+    rows = []
+    for layer in content_layers:
+        row = []
+        for ratio in ratios:
+            objective = Objective(model, {layer: 1.0}, cfg.style_layers, content_weight=ratio, style_weight=1.0,
+                                  tv_weight=cfg.tv_weight, loss_scale=cfg.loss_scale, style_scale=cfg.style_scale)
+            objective.set_style([style_tensor])
+            init = noise_like(target, cfg.seed) if cfg.init == "noise" else target
+            plan = Plan.for_frame(cfg, (height, width), first=True)
+            result = stylise(target, init, objective, plan, callback=callback)
+            row.append(Panel(f"{layer}, \u03b1/\u03b2 = {ratio:g}", to_frame(result.image), result))
+        rows.append(row)
+    return rows
