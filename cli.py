@@ -181,10 +181,13 @@ class Reporter:
             self.record("warning", message=event.message)
             self.write(f"{self.prefix}warning: {event.message}")
 
-    def close(self) -> None:
+    def close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def close(self) -> None:
+        self.close_bar()
         if self.log:
             self.log.close()
             self.log = None
@@ -337,7 +340,7 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     snapshots = figures.Snapshots(Path(progress_dir) if progress_dir else Path(f"{output.rstrip(os.sep)}.progress")) \
         if save_every else None
     job = video.Job(Path(input_path), styles, Path(output), Path(work_dir) if work_dir else None, keep_work, restart,
-                    save_every or 0, snapshots)
+                    save_every or 0, snapshots, keep_histories=bool(loss_plot))
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     try:
@@ -353,9 +356,445 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
         if progress_anim:
             figures.progress_animation(snapshots.items, progress_anim)
     if loss_plot:
-        figures.loss_plot(summary.histories, loss_plot)
+        figures.loss_plot(summary.all_histories(), loss_plot)
     if not quiet:
         click.echo(summary_line(summary), err=True)
+
+
+@cli.command("batch")
+@click.argument("jobs_spec", metavar="JOBS.yaml|GLOB")
+@_config_options
+@click.option("--style", metavar="STYLE", help="Style image(s) for every input of a GLOB.")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Output folder for a GLOB's results.")
+@click.option("--devices", metavar="0,1,..|cpu,cpu", help="One worker process per device, each taking whole jobs.")
+@_job_options
+@handle_errors
+def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, devices: str | None, work_dir: str | None,
+                  keep_work: bool, restart: bool, log_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
+    """Run many jobs: a YAML file with a top-level `jobs:` list (each job: input, style, output, and any
+    config key as an override), or a GLOB of inputs with --style and --out-dir. Every option of the main
+    command applies to all jobs; a job's own keys win. All jobs are checked before any starts. A failed job
+    is logged and the batch goes on; the exit code is 1 if any failed. Rerunning skips finished jobs and
+    resumes unfinished ones.
+
+    \b
+    Examples:
+      nst-video batch jobs.yaml --config fast
+      nst-video batch 'clips/*.mp4' --style scream.jpg --out-dir styled/ --devices 0,1
+    """
+    from pipeline import batch, video
+
+    base_config = config_from_params(params)
+    jobs = batch.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config)
+    device_list = batch.parse_devices(devices)
+    for job in jobs:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+    options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart}
+    reporter = Reporter(quiet, log_file)
+    stop = video.StopFlag()
+    started = time.perf_counter()
+    with _Signals(stop, reporter):
+        if len(device_list) > 1:
+            counts: dict[str, int] = {}
+
+            def report(message: tuple) -> None:
+                kind, device = message[0], message[1]
+                if kind == "start":
+                    counts[device] = 0
+                    reporter.record("job_started", device=device, job=message[2], input=message[3])
+                    if not quiet:
+                        reporter.write(f"[{device}] job {message[2]}: {message[3]}")
+                elif kind == "frame":
+                    counts[device] = counts.get(device, 0) + 1
+                    if not quiet and (counts[device] % 25 == 0 or (message[3] and counts[device] == message[3])):
+                        total = f"/{message[3]}" if message[3] else ""
+                        reporter.write(f"[{device}] frame {counts[device]}{total}")
+                elif kind == "outcome":
+                    outcome = message[2]
+                    reporter.record("job", job=outcome.job.number, status=outcome.status, frames=outcome.frames,
+                                    seconds=round(outcome.seconds, 2), message=outcome.message, device=device)
+                    if not quiet:
+                        reporter.write(f"[{device}] job {outcome.job.number}: {outcome.status}"
+                                       + (f" ({outcome.message})" if outcome.message else ""))
+
+            outcomes = batch.run_parallel(jobs, device_list, base_config, options, report, stop)
+        else:
+            outcomes = []
+            for position, job in enumerate(jobs, start=1):
+                if stop.signum is not None:
+                    outcomes.append(batch.Outcome(job, "stopped", message="not started"))
+                    continue
+                reporter.prefix = f"[job {position}/{len(jobs)}] "
+                reporter.bar, reporter.done = None, 0
+                outcome = batch.run_one(job, base_config, options, reporter, stop,
+                                        device_list[0] if device_list else None)
+                reporter.close_bar()
+                reporter.record("job", job=job.number, status=outcome.status, frames=outcome.frames,
+                                seconds=round(outcome.seconds, 2), message=outcome.message)
+                outcomes.append(outcome)
+                if not quiet:
+                    reporter.write(f"job {job.number} ({job.name}): {outcome.status}"
+                                   + (f": {outcome.message}" if outcome.message else ""))
+    reporter.record("batch_finished", seconds=round(time.perf_counter() - started, 2),
+                    failed=sum(o.status == "failed" for o in outcomes))
+    reporter.close()
+    click.echo(batch.summary_table(outcomes))
+    if stop.signum is not None:
+        click.echo(f"stopped by {signal.Signals(stop.signum).name}: run the same command again to resume", err=True)
+        sys.exit(128 + stop.signum)
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(1)
+
+
+@cli.command("eval")
+@click.argument("stylised", metavar="STYLISED", type=click.Path(exists=True))
+@click.argument("original", metavar="ORIGINAL", type=click.Path(exists=True))
+@click.option("--size", type=int, help="Evaluate at this longest side [STYLISED's size].")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures and per-frame values (JSON).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write per-frame values (CSV).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Plot temporal error per frame (PNG).")
+@click.option("--style", type=click.Path(exists=True, dir_okay=False), help="Also report each frame's style loss against STYLE.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights for --style.")
+@click.option("--device", default="auto", show_default=True, help="Device for --style.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def eval_command(stylised: str, original: str, size: int | None, json_file: str | None, csv_file: str | None,
+                 plot: str | None, style: str | None, weights: str | None, device: str, debug: bool) -> None:
+    """Measure flicker: the temporal error of STYLISED against ORIGINAL (videos or frame folders).
+
+    For each frame: the RMSE (0-255) between the stylised frame and the previous stylised frame warped by
+    the optical flow of the ORIGINAL, over the pixels where that flow is reliable. The same figure for the
+    ORIGINAL is the floor. Clips must have the same number of frames; if their sizes differ, ORIGINAL is
+    resampled to STYLISED's size (with a warning). Scene cuts are reported and left out of the mean.
+    """
+    from pipeline import evaluate
+
+    for path, name in ((json_file, "--json"), (csv_file, "--csv"), (plot, "--plot")):
+        suffix = {"--json": ".json", "--csv": ".csv", "--plot": ".png"}[name]
+        if path and Path(path).suffix.lower() != suffix:
+            raise click.BadParameter(f"{path} must end in {suffix}", param_hint=name)
+    result = evaluate.evaluate_clips(Path(stylised), Path(original), size=size, style=Path(style) if style else None,
+                                     weights=weights, device=device)
+    for message in result.warnings:
+        click.echo(f"warning: {message}", err=True)
+    figures_ = result.to_dict()
+    cuts = f"; scene cuts at {', '.join(map(str, figures_['cuts']))}" if figures_["cuts"] else ""
+    click.echo(f"temporal error (RMSE, 0-255): {figures_['temporal_error']:.3f} stylised, "
+               f"{figures_['original_floor']:.3f} original (floor), {len(result.frames)} frame pairs{cuts}")
+    if figures_["style_loss"] is not None:
+        click.echo(f"style loss (mean per frame): {figures_['style_loss']:.5g}")
+    evaluate.write_outputs(result, json_file=json_file, csv_file=csv_file, plot=plot)
+
+
+def _float_list(value: str | None, name: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        numbers = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=name) from None
+    if not numbers or any(n < 0 for n in numbers):
+        raise click.BadParameter("give one or more numbers, none negative", param_hint=name)
+    return numbers
+
+
+def _write_json(path: str | None, data: Any) -> None:
+    if path:
+        from pipeline.media import temp_sibling
+
+        temp = temp_sibling(Path(path))
+        temp.write_text(json.dumps(data, indent=1, default=str))
+        temp.replace(path)
+
+
+@cli.group("bench", invoke_without_command=True)
+@click.option("--sizes", metavar="S1,S2,..", help="Frame sizes (longest side, or 720p/1080p/4k) [CPU: 256; GPU: 512,1080p].")
+@click.option("--frames", type=click.IntRange(2, 1000), default=24, show_default=True, help="Frames of the clip.")
+@click.option("--clip-size", type=click.IntRange(32, 4096), help="Width of the clip [CPU: 160; GPU: 512].")
+@click.option("--precisions", metavar="P1,P2,..", help="Precisions for the image test [CPU: fp32; GPU: fp32,tf32,bf16].")
+@click.option("--reference-evaluations", type=click.IntRange(1, 100000), default=300, show_default=True,
+              help="L-BFGS evaluations per frame of the plain per-frame loop.")
+@click.option("--skip", metavar="PART,..", default="", help="Leave out parts: overhead, image, clip.")
+@click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH", help="Settings under test.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write every figure as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+@handle_errors
+def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size: int | None, precisions: str | None,
+                  reference_evaluations: int, skip: str, config_name: str, weights: str | None, device: str,
+                  json_file: str | None, debug: bool) -> None:
+    """Benchmarks on fixed, seeded workloads made in code (random VGG19 weights unless --weights).
+
+    Without a subcommand: speed on this device. Seconds per iteration of the full objective against a bare
+    VGG19 forward and backward (ratio); a single image, multi-scale against single-scale L-BFGS, to the same
+    loss; and a clip stylised by nst-video against a plain per-frame Gatys loop (300 L-BFGS evaluations per
+    frame from the content image, as in the PyTorch tutorial): seconds per frame, speed-up, idle fraction,
+    peak memory, final losses and temporal error of both. `bench flicker` compares ways of handling time.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from pipeline import bench, runtime
+    from pipeline.synthetic import MECHANICS_WEIGHTS, save_random_weights
+
+    chosen = runtime.select_device(device)
+    gpu = chosen.type == "cuda"
+    try:
+        size_list = bench.parse_sizes(sizes or ("512,1080p" if gpu else "256"))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--sizes") from None
+    precision_list = [p.strip() for p in (precisions or ("fp32,tf32,bf16" if gpu else "fp32")).split(",")]
+    for precision in precision_list:
+        if precision not in ("fp32", "tf32", "bf16"):
+            raise click.BadParameter(f"unknown precision {precision!r}", param_hint="--precisions")
+    parts = {p.strip() for p in skip.split(",") if p.strip()}
+    if parts - {"overhead", "image", "clip"}:
+        raise click.BadParameter(f"unknown part {sorted(parts - {'overhead', 'image', 'clip'})[0]!r}", param_hint="--skip")
+    import tempfile
+
+    temp = Path(tempfile.mkdtemp(prefix="nst-bench-"))
+    try:
+        overrides = {"device": str(chosen)}
+        if weights:
+            overrides["weights"] = weights
+        else:
+            overrides["weights"] = str(save_random_weights(temp / "vgg19-random.pth"))
+            overrides.update(MECHANICS_WEIGHTS)
+        cfg = load_config(config_name, **overrides)
+        report: dict[str, Any] = {"device": str(chosen), "torch": __import__("torch").__version__,
+                                  "weights": "given" if weights else "seeded random", "config": config_name}
+        echo = lambda message: click.echo(message, err=True)  # noqa: E731
+        if "overhead" not in parts:
+            report["overhead"] = []
+            click.echo("objective vs bare VGG19 forward+backward (s/iteration):")
+            for longest in size_list:
+                size = (longest, round(longest * 9 / 16) // 2 * 2)
+                row = bench.overhead_benchmark(size, cfg.replace(size=longest), chosen)
+                report["overhead"].append(row.__dict__)
+                click.echo(f"  {size[0]}x{size[1]}: objective {row.objective_seconds:.4f}, bare {row.bare_seconds:.4f}, "
+                           f"ratio {row.ratio:.3f}; peak memory {row.peak_memory / 2**20:.0f} MiB "
+                           f"(estimate {row.estimated_memory / 2**20:.0f} MiB)")
+        if "image" not in parts:
+            report["image"] = []
+            click.echo("single image, multi-scale schedule vs single-scale L-BFGS, time to the same loss:")
+            for longest in size_list:
+                for precision in precision_list:
+                    size = (longest, round(longest * 9 / 16) // 2 * 2)
+                    echo(f"running image {size[0]}x{size[1]} {precision}")
+                    row = bench.image_benchmark(size, cfg.replace(size=longest, precision=precision), chosen)
+                    report["image"].append(row.__dict__)
+                    click.echo(f"  {size[0]}x{size[1]} {precision}: multi-scale {row.multiscale_seconds:.1f} s, single-scale "
+                               f"{row.single_seconds:.1f} s, speed-up {row.speedup:.2f}x; final loss {row.multiscale_final:.5g}"
+                               f" vs {row.single_final:.5g}")
+        if "clip" not in parts:
+            width = clip_size or (512 if gpu else 160)
+            row = bench.clip_benchmark(frames, width, cfg.replace(size=width), chosen,
+                                       reference_evaluations=reference_evaluations, progress=echo)
+            report["clip"] = row.__dict__
+            click.echo(f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:")
+            click.echo(f"  nst-video: {row.ours_seconds:.1f} s (first frame {row.ours_first:.2f} s, {row.ours_iterations_first} "
+                       f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations); "
+                       f"optimiser idle {100 * row.idle_fraction:.1f}%; peak memory {row.peak_memory / 2**20:.0f} MiB")
+            click.echo(f"  plain per-frame Gatys: {row.reference_seconds:.1f} s ({row.reference_per_frame:.2f} s/frame)")
+            click.echo(f"  speed-up: whole clip {row.speedup:.2f}x, later frames {row.later_speedup:.2f}x")
+            click.echo(f"  final style loss {row.ours_style:.4g} vs {row.reference_style:.4g}; content "
+                       f"{row.ours_content:.4g} vs {row.reference_content:.4g}; temporal error (true flow) "
+                       f"{row.ours_temporal_error:.2f} vs {row.reference_temporal_error:.2f}")
+        _write_json(json_file, report)
+    finally:
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@bench_command.command("flicker")
+@click.option("--frames", type=click.IntRange(3, 200), default=12, show_default=True, help="Frames of the synthetic clip.")
+@click.option("--size", type=click.IntRange(32, 1024), default=160, show_default=True, help="Width of the clip, px.")
+@click.option("--iterations", type=click.IntRange(3, 10000), default=120, show_default=True, help="First-frame iterations (later frames: a third).")
+@click.option("--temporal-weights", metavar="G1,G2,..", help="Also run flow + temporal loss with each of these weights.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
+@click.option("--device", default="cpu", show_default=True, help="Device.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the table as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str | None, weights: str | None,
+                  device: str, json_file: str | None, debug: bool) -> None:
+    """Temporal error, style loss and time per frame for five ways of handling time (cold frames, plain
+    warm start, flow-warped start, + temporal loss, + long-term), on a clip panning across a photo with a
+    moving object, whose true flow and disocclusions are known exactly. Temporal error is measured with the
+    true flow; the flow-estimated figure (what `eval` reports) is shown beside it."""
+    from pipeline.bench import flicker_benchmark, flicker_table
+
+    gammas = _float_list(temporal_weights, "--temporal-weights")
+    rows = flicker_benchmark(frames=frames, size=size, iterations=iterations, weights=weights, device=device,
+                             temporal_weights=gammas, progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(flicker_table(rows))
+    _write_json(json_file, [r.__dict__ for r in rows])
+
+
+def _figure_options(f: Callable) -> Callable:
+    options = [
+        click.option("--iterations", type=click.IntRange(1, 100000), default=300, show_default=True,
+                     help="Iterations per panel."),
+        click.option("--size", type=click.IntRange(32, 4096), default=256, show_default=True,
+                     help="Longest side of each panel, px."),
+        click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS",
+                     help="VGG19 weights [torchvision's ImageNet weights]."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the white-noise start."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--panels", type=click.Path(file_okay=False), help="Also save each panel as its own PNG here."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress display."),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _png_output(path: str) -> Path:
+    if Path(path).suffix.lower() != ".png":
+        raise click.BadParameter(f"{path} must end in .png", param_hint="OUT")
+    from pipeline.media import check_writable
+
+    check_writable(path)
+    return Path(path)
+
+
+class _PanelProgress:
+    """A bar over panels x iterations for the figure commands."""
+
+    def __init__(self, panels: int, iterations: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=panels * iterations, unit="it", disable=quiet or not sys.stderr.isatty(),
+                        file=sys.stderr)
+        self.base = 0
+
+    def __call__(self, step: Any) -> None:
+        self.bar.n = self.base + step.iteration
+        self.bar.refresh()
+
+    def next_panel(self, iterations: int) -> None:
+        self.base += iterations
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@cli.group("reconstruct")
+def reconstruct_command() -> None:
+    """What VGG19 keeps of an image, layer by layer (Gatys et al. 2016, Fig. 1)."""
+
+
+@reconstruct_command.command("content")
+@click.argument("image", metavar="IMAGE", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="OUT.png", type=click.Path(dir_okay=False))
+@click.option("--layers", metavar="L1,L2,..", help="Layers, one panel each [conv1_1,conv2_1,conv3_1,conv4_1,conv5_1].")
+@_figure_options
+@handle_errors
+def reconstruct_content(image: str, out: str, layers: str | None, iterations: int, size: int, weights: str | None,
+                        seed: int, device: str, panels: str | None, quiet: bool, debug: bool) -> None:
+    """Content reconstructions: from white noise, an image whose features match IMAGE at one layer only,
+    for each layer. Lower layers reproduce the image almost exactly; higher layers keep its arrangement
+    and lose the exact pixels. A labelled grid with the original first."""
+    from pipeline import figures, media, reconstruct
+
+    chosen = reconstruct.parse_layers(layers, reconstruct.CONTENT_LAYERS)
+    target = _png_output(out)
+    maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
+                                      layers=chosen)
+    progress = _PanelProgress(len(chosen), iterations, quiet)
+    results = [reconstruct.Panel("original", maker.image)]
+    try:
+        for layer in chosen:
+            results.append(maker.content(layer, iterations, seed, callback=progress))
+            progress.next_panel(iterations)
+    finally:
+        progress.close()
+    figures.image_grid([p.image for p in results], [reconstruct.label(p) for p in results], target,
+                       title="Content reconstructions from single layers")
+    if panels:
+        reconstruct.save_panels(results, Path(panels), "content")
+    if not quiet:
+        click.echo(f"{len(results)} panels -> {target}", err=True)
+
+
+@reconstruct_command.command("style")
+@click.argument("image", metavar="IMAGE", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="OUT.png", type=click.Path(dir_okay=False))
+@click.option("--layers", metavar="L1,L2,..|S1;S2;..",
+              help="Growing subsets of L1,L2,.. [conv1_1 .. conv5_1], or explicit subsets separated by ';'.")
+@_figure_options
+@handle_errors
+def reconstruct_style(image: str, out: str, layers: str | None, iterations: int, size: int, weights: str | None,
+                      seed: int, device: str, panels: str | None, quiet: bool, debug: bool) -> None:
+    """Style reconstructions: from white noise, an image whose Gram matrices match IMAGE's on growing subsets
+    of layers (conv1_1; conv1_1+conv2_1; ... conv1_1 to conv5_1). The texture grows from fine to large-scale
+    structure while the scene's arrangement is discarded. A labelled grid with the original first."""
+    from pipeline import figures, media, reconstruct
+
+    subsets = reconstruct.parse_subsets(layers)
+    target = _png_output(out)
+    maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
+                                      layers=sorted({l for s in subsets for l in s}))
+    progress = _PanelProgress(len(subsets), iterations, quiet)
+    results = [reconstruct.Panel("original", maker.image)]
+    try:
+        for subset in subsets:
+            results.append(maker.style(subset, iterations, seed, callback=progress))
+            progress.next_panel(iterations)
+    finally:
+        progress.close()
+    figures.image_grid([p.image for p in results], [reconstruct.label(p) for p in results], target,
+                       title="Style reconstructions from growing sets of layers")
+    if panels:
+        reconstruct.save_panels(results, Path(panels), "style")
+    if not quiet:
+        click.echo(f"{len(results)} panels -> {target}", err=True)
+
+
+@cli.command("sweep")
+@click.argument("content", metavar="CONTENT", type=click.Path(exists=True, dir_okay=False))
+@click.argument("style", metavar="STYLE", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="OUT.png", type=click.Path(dir_okay=False))
+@click.option("--ratios", default="1e-2,1e-3,1e-4", show_default=True, metavar="R1,R2,..",
+              help="Content/style weight ratios alpha/beta, one column each.")
+@click.option("--content-layers", metavar="L1,L2,..", help="One row per content layer [the config's].")
+@click.option("--config", "config_name", default="gatys2016", show_default=True, metavar="NAME|PATH",
+              help="Settings of each stylisation (the paper's ratios assume loss_scale: paper).")
+@_figure_options
+@handle_errors
+def sweep_command(content: str, style: str, out: str, ratios: str, content_layers: str | None, config_name: str,
+                  iterations: int, size: int, weights: str | None, seed: int, device: str, panels: str | None,
+                  quiet: bool, debug: bool) -> None:
+    """The content/style trade-off (Gatys et al. 2016, Fig. 3): CONTENT stylised with STYLE once per ratio
+    alpha/beta (columns) and content layer (rows), in a labelled grid."""
+    from pipeline import figures, media, reconstruct
+
+    values = _float_list(ratios, "--ratios")
+    if any(v <= 0 for v in values):
+        raise click.BadParameter("ratios must be positive numbers", param_hint="--ratios")
+    target = _png_output(out)
+    cfg = load_config(config_name, size=size, iterations=iterations, seed=seed, device=device,
+                      **({"weights": weights} if weights else {}))
+    layers = reconstruct.parse_layers(content_layers, list(cfg.content_layers))
+    progress = _PanelProgress(len(values) * len(layers), iterations, quiet)
+    try:
+        def callback(step: Any) -> None:
+            progress(step)
+            if step.iteration >= step.iterations:
+                progress.next_panel(step.iterations)
+        rows = reconstruct.sweep(media.read_image(content), media.read_image(style), values, layers, cfg, callback)
+    finally:
+        progress.close()
+    flat = [panel for row in rows for panel in row]
+    figures.image_grid([p.image for p in flat], [p.label for p in flat], target, columns=len(values),
+                       title="Content/style trade-off (\u03b1/\u03b2) per content layer")
+    if panels:
+        reconstruct.save_panels(flat, Path(panels), "sweep")
+    if not quiet:
+        click.echo(f"{len(flat)} panels -> {target}", err=True)
 
 
 @cli.group("weights", invoke_without_command=True)

@@ -336,3 +336,35 @@ def test_without_weights_the_run_says_how_to_get_them(cli, tmp_path, style_image
     result = cli(content_image, style_image, out, *FAST)
     assert result.exit_code == 1 and "nst-video weights download" in one_line_error(result)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["--no-flow"],
+    ["--flow", "--long-term", "1", "--temporal-weight", "10"],
+    ["--passes", "2", "--config", "{passes_yaml}"],
+    ["--scales", "32", "--scale-iterations", "2", "--tolerance", "0.01"],
+])
+def test_video_flags(cli, tmp_path, weights_file, style_image, clip, args):
+    (tmp_path / "passes.yaml").write_text("pass_iterations: 2\n")
+    args = [a.format(passes_yaml=tmp_path / "passes.yaml") for a in args]
+    out = tmp_path / "out.mkv"
+    result = cli(clip, style_image, out, "--weights", weights_file, *FAST, *args)
+    assert result.exit_code == 0, result.stderr
+    assert sum(1 for _ in media.FrameReader(media.inspect_input(out), (32, 22))) == 8
+
+
+def test_work_dir_and_keep_work(cli, tmp_path, weights_file, style_image, clip):
+    work = tmp_path / "state"
+    result = cli(clip, style_image, tmp_path / "out.mp4", "--weights", weights_file, *FAST, "--work-dir", work,
+                 "--keep-work")
+    assert result.exit_code == 0, result.stderr
+    assert len(list((work / "frames").glob("*.png"))) == 8 and (work / "job.json").exists()
+    assert len((work / "log.jsonl").read_text().splitlines()) == 8
+
+
+def test_bad_multiscale_options(cli, tmp_path, weights_file, style_image, clip):
+    result = cli(clip, style_image, tmp_path / "o.mp4", "--weights", weights_file, *FAST, "--scales", "48,32",
+                 "--scale-iterations", "1,1")
+    assert result.exit_code == 2 and "ascending" in one_line_error(result)
+    result = cli(clip, style_image, tmp_path / "o.mp4", "--weights", weights_file, *FAST, "--scales", "a,b")
+    assert result.exit_code == 2 and "scales: expected" in one_line_error(result)
