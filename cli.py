@@ -45,7 +45,7 @@ def _config_options(f: Callable) -> Callable:
                      help=f"Preset ({', '.join(preset_names())}) or YAML file; flags override it."),
         click.option("--size", type=int, help="Longest side of the stylised frames, px [512]."),
         click.option("--iterations", type=int, help="Iterations for the first frame (and scene cuts) [500]."),
-        click.option("--frame-iterations", type=int, help="Iteration cap for each later frame [150]."),
+        click.option("--frame-iterations", type=int, help="Iteration cap for each later frame [60]."),
         click.option("--content-weight", type=float, help="alpha, the content weight [5]."),
         click.option("--style-weight", type=float, help="beta, the style weight [3.3e5]."),
         click.option("--tv-weight", type=float, help="Total variation weight [5.1e3]."),
@@ -682,6 +682,30 @@ class _PanelProgress:
         self.bar.close()
 
 
+def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], make_panel: Callable, title: str,
+                           prefix: str, *, iterations: int, size: int, weights: str | None, device: str,
+                           panels: str | None, quiet: bool) -> None:
+    """The original, then one panel per layer subset, in a labelled grid (and as PNGs with --panels)."""
+    from pipeline import figures, media, reconstruct
+
+    target = _png_output(out)
+    maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
+                                      layers=sorted({layer for subset in subsets for layer in subset}))
+    progress = _PanelProgress(len(subsets), iterations, quiet)
+    results = [reconstruct.Panel("original", maker.image)]
+    try:
+        for subset in subsets:
+            results.append(make_panel(maker, subset, progress))
+            progress.next_panel(iterations)
+    finally:
+        progress.close()
+    figures.image_grid([p.image for p in results], [reconstruct.label(p) for p in results], target, title=title)
+    if panels:
+        reconstruct.save_panels(results, Path(panels), prefix)
+    if not quiet:
+        click.echo(f"{len(results)} panels -> {target}", err=True)
+
+
 @cli.group("reconstruct")
 def reconstruct_command() -> None:
     """What VGG19 keeps of an image, layer by layer (Gatys et al. 2016, Fig. 1)."""
@@ -698,26 +722,13 @@ def reconstruct_content(image: str, out: str, layers: str | None, iterations: in
     """Content reconstructions: from white noise, an image whose features match IMAGE at one layer only,
     for each layer. Lower layers reproduce the image almost exactly; higher layers keep its arrangement
     and lose the exact pixels. A labelled grid with the original first."""
-    from pipeline import figures, media, reconstruct
+    from pipeline import reconstruct
 
     chosen = reconstruct.parse_layers(layers, reconstruct.CONTENT_LAYERS)
-    target = _png_output(out)
-    maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
-                                      layers=chosen)
-    progress = _PanelProgress(len(chosen), iterations, quiet)
-    results = [reconstruct.Panel("original", maker.image)]
-    try:
-        for layer in chosen:
-            results.append(maker.content(layer, iterations, seed, callback=progress))
-            progress.next_panel(iterations)
-    finally:
-        progress.close()
-    figures.image_grid([p.image for p in results], [reconstruct.label(p) for p in results], target,
-                       title="Content reconstructions from single layers")
-    if panels:
-        reconstruct.save_panels(results, Path(panels), "content")
-    if not quiet:
-        click.echo(f"{len(results)} panels -> {target}", err=True)
+    _reconstruction_figure(image, out, [[layer] for layer in chosen],
+                           lambda maker, subset, callback: maker.content(subset[0], iterations, seed, callback=callback),
+                           "Content reconstructions from single layers", "content", iterations=iterations, size=size,
+                           weights=weights, device=device, panels=panels, quiet=quiet)
 
 
 @reconstruct_command.command("style")
@@ -732,26 +743,12 @@ def reconstruct_style(image: str, out: str, layers: str | None, iterations: int,
     """Style reconstructions: from white noise, an image whose Gram matrices match IMAGE's on growing subsets
     of layers (conv1_1; conv1_1+conv2_1; ... conv1_1 to conv5_1). The texture grows from fine to large-scale
     structure while the scene's arrangement is discarded. A labelled grid with the original first."""
-    from pipeline import figures, media, reconstruct
+    from pipeline import reconstruct
 
-    subsets = reconstruct.parse_subsets(layers)
-    target = _png_output(out)
-    maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
-                                      layers=sorted({l for s in subsets for l in s}))
-    progress = _PanelProgress(len(subsets), iterations, quiet)
-    results = [reconstruct.Panel("original", maker.image)]
-    try:
-        for subset in subsets:
-            results.append(maker.style(subset, iterations, seed, callback=progress))
-            progress.next_panel(iterations)
-    finally:
-        progress.close()
-    figures.image_grid([p.image for p in results], [reconstruct.label(p) for p in results], target,
-                       title="Style reconstructions from growing sets of layers")
-    if panels:
-        reconstruct.save_panels(results, Path(panels), "style")
-    if not quiet:
-        click.echo(f"{len(results)} panels -> {target}", err=True)
+    _reconstruction_figure(image, out, reconstruct.parse_subsets(layers),
+                           lambda maker, subset, callback: maker.style(subset, iterations, seed, callback=callback),
+                           "Style reconstructions from growing sets of layers", "style", iterations=iterations,
+                           size=size, weights=weights, device=device, panels=panels, quiet=quiet)
 
 
 @cli.command("sweep")

