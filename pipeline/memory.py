@@ -2,10 +2,16 @@
 (with the size that fits) instead of dying with an out-of-memory error at frame 1.
 
 The estimate counts what autograd keeps for the backward pass of VGG19 up to the deepest layer used (one
-float32 tensor per convolution and pooling output, int64 indices for max pooling), the backward pass's
-transient gradients (two of the largest activation), the image, its gradient and the targets, and
-L-BFGS's history (2 x history_size image-sized vectors). It is calibrated against measured peaks in
-`nst-video bench` (see README).
+float32 tensor per convolution and pooling output, int64 indices for max pooling, a separate ReLU output
+after a used convolution), the backward pass's transient gradients (two of the largest activation), the
+image, its gradient and the targets, L-BFGS's history (two image-sized vectors per step kept, up to its
+history size), plus a fixed cost paid once the first backward pass has run.
+
+Checked on the CPU against the growth of the process's peak resident set over one frame's optimisation
+after the model and targets were loaded (random weights, relu layers, 2 threads): Adam 512x288 570 MiB
+measured / 590 estimated, 1024x576 1409 / 1592, 1536x864 3043 / 3262; L-BFGS with a full history
+(110 iterations) 512x288 1022 / 1010, 60 iterations at 768x432 1530 / 1572. Resident-set readings
+vary by about 10% between runs. On a GPU, `nst-video bench` prints the estimate beside the CUDA peak.
 """
 from __future__ import annotations
 
@@ -13,11 +19,15 @@ from .config import VGG19_LAYERS, Config
 from .vgg import channels, layer_index
 
 LBFGS_HISTORY = 100
-OVERHEAD = 1.15          # allocator rounding, cuDNN workspaces, small buffers
+FIXED = 256 * 2**20     # paid once the first backward pass has run: kernels, convolution primitives and workspaces
+OVERHEAD = 1.25          # allocator rounding and fragmentation, convolution workspaces, small buffers
 
 
-def frame_bytes(height: int, width: int, cfg: Config) -> int:
-    deepest = max(layer_index(name) for name in list(cfg.content_layers) + list(cfg.style_layers))
+def frame_bytes(height: int, width: int, cfg: Config, steps: int = LBFGS_HISTORY) -> int:
+    """Bytes to optimise a (height, width) image; `steps`: L-BFGS iterations at this size (its history
+    holds min(steps, LBFGS_HISTORY) pairs)."""
+    used = set(cfg.content_layers) | set(cfg.style_layers)
+    deepest = max(layer_index(name) for name in used)
     pixels = height * width
     saved, largest, scale = 0, 0, 1
     for index, name in enumerate(VGG19_LAYERS[: deepest + 1]):
@@ -27,17 +37,21 @@ def frame_bytes(height: int, width: int, cfg: Config) -> int:
             saved += out * 4 + (out * 8 if cfg.pooling == "max" else 0)
         elif name.startswith("conv"):
             out = channels(name) * pixels // scale
-            saved += out * 4
+            saved += out * 4 * (2 if name in used else 1)     # a used conv output keeps its own ReLU copy
             largest = max(largest, out * 4)
     image = 3 * pixels * 4
     images = image * (4 + 2 * (1 + cfg.long_term))          # x, grad, content, init + temporal targets
-    history = 2 * LBFGS_HISTORY * image + 2 * image if cfg.optimizer == "lbfgs" else 3 * image
-    return int((saved + 2 * largest + images + history) * OVERHEAD)
+    history = 2 * min(steps, LBFGS_HISTORY) * image + 2 * image if cfg.optimizer == "lbfgs" else 3 * image
+    return int((saved + 2 * largest + images + history) * OVERHEAD) + FIXED
 
 
 def peak_bytes(height: int, width: int, cfg: Config) -> int:
-    """The largest scale decides (coarse scales are smaller)."""
-    return frame_bytes(height, width, cfg)
+    """The largest scale decides (coarse scales are smaller): the most iterations any frame, the first
+    or a later one, runs at full size."""
+    from .optimise import Plan
+
+    steps = max(Plan.for_frame(cfg, (height, width), first=first).scales[-1][1] for first in (True, False))
+    return frame_bytes(height, width, cfg, steps)
 
 
 def largest_fitting_size(height: int, width: int, cfg: Config, budget: int) -> int:
