@@ -15,7 +15,7 @@ import click
 from click_default_group import DefaultGroup
 
 from pipeline import __version__
-from pipeline.config import KEYS, ConfigError, NSTError, load_config, preset_names
+from pipeline.config import KEYS, Config, ConfigError, NSTError, load_config, preset_names
 
 EXAMPLES = """\b
 Examples:
@@ -38,40 +38,57 @@ class Aborted(BaseException):
 
 # ---- shared options ----------------------------------------------------------------------------------
 
+def _default(key: str) -> str:
+    """A key's value in the default configuration, as --help shows it."""
+    value = getattr(Config(), key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _config_options(f: Callable) -> Callable:
     """Options that set Config keys (parameter name == key); shared by the main command and `batch`."""
     options = [
         click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
                      help=f"Preset ({', '.join(preset_names())}) or YAML file; flags override it."),
-        click.option("--size", type=int, help="Longest side of the stylised frames, px [512]."),
-        click.option("--iterations", type=int, help="Iterations for the first frame (and scene cuts) [500]."),
-        click.option("--frame-iterations", type=int, help="Iteration cap for each later frame [60]."),
-        click.option("--content-weight", type=float, help="alpha, the content weight [5]."),
-        click.option("--style-weight", type=float, help="beta, the style weight [3.3e5]."),
-        click.option("--tv-weight", type=float, help="Total variation weight [5.1e3]."),
-        click.option("--temporal-weight", type=float, help="gamma, the temporal consistency weight [2e4]."),
-        click.option("--style-scale", type=float, help="Style image size relative to the frame [1]."),
+        click.option("--size", type=int, help=f"Longest side of the stylised frames, px [{_default('size')}]."),
+        click.option("--iterations", type=int,
+                     help=f"Iterations for the first frame (and scene cuts) [{_default('iterations')}]."),
+        click.option("--frame-iterations", type=int,
+                     help=f"Iteration cap for each later frame [{_default('frame_iterations')}]."),
+        click.option("--content-weight", type=float, help=f"alpha, the content weight [{_default('content_weight')}]."),
+        click.option("--style-weight", type=float, help=f"beta, the style weight [{_default('style_weight')}]."),
+        click.option("--tv-weight", type=float, help=f"Total variation weight [{_default('tv_weight')}]."),
+        click.option("--temporal-weight", type=float,
+                     help=f"gamma, the temporal consistency weight [{_default('temporal_weight')}]."),
+        click.option("--style-scale", type=float,
+                     help=f"Style image size relative to the frame [{_default('style_scale')}]."),
         click.option("--style-blend", metavar="W1,W2,..", help="Weights of several comma-separated styles."),
-        click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), help="Optimiser [lbfgs]."),
+        click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), help=f"Optimiser [{_default('optimizer')}]."),
         click.option("--lr", type=float, help="Step size [1 for L-BFGS, 0.02 for Adam]."),
-        click.option("--init", metavar="content|noise|IMAGE", help="Start of the first frame [content]."),
-        click.option("--pooling", type=click.Choice(["max", "avg"]), help="VGG pooling [max]."),
+        click.option("--init", metavar="content|noise|IMAGE", help=f"Start of the first frame [{_default('init')}]."),
+        click.option("--pooling", type=click.Choice(["max", "avg"]), help=f"VGG pooling [{_default('pooling')}]."),
         click.option("--original-colors/--no-original-colors", default=None,
                      help="Keep the content's colours (luminance-only transfer)."),
-        click.option("--device", metavar="auto|cpu|cuda|cuda:N", help="Device [auto]."),
-        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), help="Numeric precision [fp32]."),
+        click.option("--device", metavar="auto|cpu|cuda|cuda:N", help=f"Device [{_default('device')}]."),
+        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]),
+                     help=f"Numeric precision [{_default('precision')}]."),
         click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS",
                      help="VGG19 state dict file (or NST_WEIGHTS) [torchvision's ImageNet weights]."),
-        click.option("--seed", type=int, help="Random seed [0]."),
-        click.option("--flow/--no-flow", default=None, help="Warp the previous result along optical flow [on]."),
-        click.option("--long-term", type=int, metavar="K", help="Also keep consistent with t-2, t-4, .. t-2^K [0]."),
-        click.option("--passes", type=int, help="Multi-pass sweeps, alternating direction [1]."),
+        click.option("--seed", type=int, help=f"Random seed [{_default('seed')}]."),
+        click.option("--flow/--no-flow", default=None,
+                     help=f"Warp the previous result along optical flow [{_default('flow')}]."),
+        click.option("--long-term", type=int, metavar="K",
+                     help=f"Also keep consistent with t-2, t-4, .. t-2^K [{_default('long_term')}]."),
+        click.option("--passes", type=int, help=f"Multi-pass sweeps, alternating direction [{_default('passes')}]."),
         click.option("--scales", metavar="S1,S2,..", help="Coarse sizes before --size (multi-scale)."),
         click.option("--scale-iterations", metavar="N1,N2,..", help="Iterations at each coarse size."),
-        click.option("--tolerance", type=float, help="Stop a frame when the loss improves less than this [0: off]."),
+        click.option("--tolerance", type=float,
+                     help=f"Stop a frame when the loss improves less than this [{_default('tolerance')}]."),
         click.option("--fps", metavar="RATE", help="Frame rate for frames in, video out (e.g. 30000/1001) [25]."),
-        click.option("--crf", type=int, help="Encoder quality, lower is better [18]."),
-        click.option("--codec", metavar="NAME", help="h264, h265, vp9, prores, ffv1 or an ffmpeg encoder [auto]."),
+        click.option("--crf", type=int, help=f"Encoder quality, lower is better [{_default('crf')}]."),
+        click.option("--codec", metavar="NAME",
+                     help=f"h264, h265, vp9, prores, ffv1 or an ffmpeg encoder [{_default('codec')}]."),
         click.option("--keep-size/--no-keep-size", default=None, help="Scale the result back to the input's size."),
     ]
     for option in reversed(options):
