@@ -154,16 +154,12 @@ def _setup(cfg: Config, device, size: tuple[int, int]):
     """Model, objective with targets, and a content tensor for a (W, H) frame."""
     from .losses import Objective
     from .optimise import to_tensor
-    from .runtime import configure
+    from .runtime import configure, prepare_model
     from .vgg import build_model
 
     autocast = configure(device, cfg.precision)
-    model = build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
-                        cfg.weights_format, device)
-    if device.type == "cuda":
-        import torch
-
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_model(build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
+                                      cfg.weights_format, device), device)
     objective = Objective(model, cfg.content_layers, cfg.style_layers, content_weight=cfg.content_weight,
                           style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, loss_scale=cfg.loss_scale,
                           style_scale=cfg.style_scale)

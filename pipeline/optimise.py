@@ -136,7 +136,6 @@ def stylise(content: torch.Tensor, init: torch.Tensor, objective: Objective, pla
     stops being finite.
     """
     start = time.perf_counter()
-    channels_last = content.device.type == "cuda"
     image = init
     recorded: list[dict[str, torch.Tensor]] = []
     done = 0
@@ -150,9 +149,8 @@ def stylise(content: torch.Tensor, init: torch.Tensor, objective: Objective, pla
         sizes.append(size)
         objective.set_content(resize_image(content, size))
         objective.set_temporal([target.resized(size) for target in temporal or []])
+        # NCHW-contiguous whatever the model's layout: torch's L-BFGS flattens the gradient with .view(-1)
         x = resize_image(image.detach(), size).clone(memory_format=torch.contiguous_format)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
         scale_start = done
         converged = False  # reported for the final scale

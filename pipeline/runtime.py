@@ -35,6 +35,17 @@ def select_device(name: str) -> torch.device:
     return device
 
 
+def channels_last(device: torch.device) -> bool:
+    """Whether the model runs in channels_last (NHWC) layout: on CUDA, where cuDNN's Tensor Core kernels
+    want it. The image being optimised stays NCHW-contiguous (PyTorch's L-BFGS flattens gradients with
+    .view(-1)); the first convolution converts its three channels."""
+    return device.type == "cuda"
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    return model.to(memory_format=torch.channels_last) if channels_last(device) else model
+
+
 def configure(device: torch.device, precision: str) -> torch.dtype | None:
     """Set cuDNN autotuning and TF32 for `precision`; return the autocast dtype (bf16) or None.
     TF32 only exists on CUDA (Ampere and newer); on the CPU `tf32` computes in fp32."""

@@ -131,9 +131,8 @@ class Stylist:
         self.cfg, self.device, self.emit = cfg, device, emit
         autocast = runtime.configure(device, cfg.precision)
         layers = list(cfg.content_layers) + list(cfg.style_layers)
-        self.model = model or build_model(cfg.weights, layers, cfg.pooling, cfg.weights_format, device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = runtime.prepare_model(model or build_model(cfg.weights, layers, cfg.pooling,
+                                                                cfg.weights_format, device), device)
         self.objective = Objective(self.model, cfg.content_layers, cfg.style_layers,
                                    content_weight=cfg.content_weight, style_weight=cfg.style_weight,
                                    tv_weight=cfg.tv_weight, temporal_weight=cfg.temporal_weight,

@@ -154,3 +154,20 @@ def test_eval_bad_input(cli, tmp_path, clip, content_image):
     assert result.exit_code == 1 and "different shapes" in result.stderr
     result = cli("eval", short, short, "--json", tmp_path / "x.txt")
     assert result.exit_code == 2 and "must end in .json" in result.stderr
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_cuda_layout_runs_and_matches(tmp_path, weights_file, style_image, synthetic_frames, monkeypatch,
+                                          optimizer):
+    """On CUDA the model runs channels_last; the same layout here (coarse scales and the temporal loss
+    included) must run with both optimisers and give the frames the NCHW model gives."""
+    from pipeline import runtime
+
+    cfg = small(weights_file, optimizer=optimizer, scales=(32,), scale_iterations=(4,))
+    plain, _ = run_job(synthetic_frames, style_image, tmp_path / "nchw", cfg)
+    monkeypatch.setattr(runtime, "channels_last", lambda device: True)
+    nhwc, _ = run_job(synthetic_frames, style_image, tmp_path / "nhwc", cfg)
+    assert nhwc.iterations == plain.iterations
+    for a, b in zip(sorted((tmp_path / "nchw").glob("*.png")), sorted((tmp_path / "nhwc").glob("*.png"))):
+        difference = np.abs(media.read_image(a).astype(float) - media.read_image(b).astype(float))
+        assert difference.mean() < 1.0, (a.name, difference.mean())
