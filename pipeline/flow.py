@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import Config
+
 _DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                 "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
@@ -146,22 +148,22 @@ def flow_pair(earlier: np.ndarray, frame: np.ndarray, estimator: FlowEstimator,
     return shrink(estimator(big_frame, big_earlier)), shrink(estimator(big_earlier, big_frame))
 
 
-def analyse(earlier: np.ndarray, frame: np.ndarray, estimator: FlowEstimator, *, cut_reliable: float,
-            cut_histogram: float, scale: float, photometric: float, boundary_rule: bool,
+def analyse(earlier: np.ndarray, frame: np.ndarray, estimator: FlowEstimator, cfg: Config, *,
             offset: int = 1) -> Motion:
-    """Flow both ways between two input frames, the consistency weights, and whether this is a cut. A
-    flow failure (e.g. OpenCV refusing a degenerate frame) is a cut, never a crash."""
+    """Flow both ways between two input frames, the consistency weights, and whether this is a cut, with
+    cfg's flow_scale, photometric, boundary_rule, cut_reliable and cut_histogram. A flow failure (e.g.
+    OpenCV refusing a degenerate frame) is a cut, never a crash."""
     histogram = histogram_distance(earlier, frame)
     try:
-        backward, forward = flow_pair(earlier, frame, estimator, scale)
+        backward, forward = flow_pair(earlier, frame, estimator, cfg.flow_scale)
     except cv2.error:
         height, width = frame.shape[:2]
         zero = np.zeros((height, width), np.float32)
         return Motion(offset, np.zeros((height, width, 2), np.float32), zero, 0.0, histogram, True)
-    weights = consistency(backward, forward, frame=frame, earlier=earlier, photometric=photometric,
-                          boundary_rule=boundary_rule, grow=1 if boundary_rule else 0)
+    weights = consistency(backward, forward, frame=frame, earlier=earlier, photometric=cfg.photometric,
+                          boundary_rule=cfg.boundary_rule, grow=1 if cfg.boundary_rule else 0)
     reliable = float((weights > 0.5).mean())
-    cut = reliable < cut_reliable or histogram > cut_histogram
+    cut = reliable < cfg.cut_reliable or histogram > cfg.cut_histogram
     return Motion(offset, backward, weights, reliable, histogram, cut)
 
 

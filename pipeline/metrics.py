@@ -76,9 +76,7 @@ def temporal_errors(stylised: Iterable[np.ndarray], original: Iterable[np.ndarra
         if s.shape != o.shape:
             raise ValueError(f"frame {index}: sizes differ ({s.shape[1]}x{s.shape[0]} vs {o.shape[1]}x{o.shape[0]})")
         if previous_o is not None:
-            motion = analyse(previous_o, o, estimator, cut_reliable=cfg.cut_reliable, cut_histogram=cfg.cut_histogram,
-                             scale=cfg.flow_scale, photometric=cfg.photometric,
-                       boundary_rule=cfg.boundary_rule)
+            motion = analyse(previous_o, o, estimator, cfg)
             reliable = motion.weights > 0.5
             evaluation.frames.append(FrameError(
                 index, warped_rmse(s, previous_s, motion.backward, reliable),

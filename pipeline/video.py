@@ -95,11 +95,11 @@ class Summary:
     # per frame: the losses at every iteration with Job.keep_histories, else at the first and last only
     histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     pass_histories: list[tuple[int, int, list[dict[str, float]]]] = field(default_factory=list)  # passes 2.., in order
+    work_dir: Path | None = None
 
     def all_histories(self) -> list[list[dict[str, float]]]:
         """Every stylised frame's history in the order they were optimised."""
         return [self.histories[i] for i in sorted(self.histories)] + [h for _, _, h in self.pass_histories]
-    work_dir: Path | None = None
 
 
 class Interrupted(NSTError):
@@ -242,9 +242,7 @@ class MotionAnalyser:
             empty = np.zeros(frame.shape[:2], np.float32)
             return Motion(offset, np.zeros(frame.shape[:2] + (2,), np.float32), empty, 1.0, distance,
                           distance > cfg.cut_histogram)
-        return analyse(earlier, frame, self.estimator, offset=offset, cut_reliable=cfg.cut_reliable,
-                       cut_histogram=cfg.cut_histogram, scale=cfg.flow_scale, photometric=cfg.photometric,
-                       boundary_rule=cfg.boundary_rule)
+        return analyse(earlier, frame, self.estimator, cfg, offset=offset)
 
 
 # ---- the job ---------------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ CFG = Config()
 
 def _analyse(a, b, estimator=None, **changes):
     cfg = CFG.replace(**changes)
-    return analyse(a, b, estimator or FlowEstimator(cfg.flow_method, cfg.dis_preset), cut_reliable=cfg.cut_reliable,
-                   cut_histogram=cfg.cut_histogram, scale=cfg.flow_scale, photometric=cfg.photometric,
-                       boundary_rule=cfg.boundary_rule)
+    return analyse(a, b, estimator or FlowEstimator(cfg.flow_method, cfg.dis_preset), cfg)
 
 
 def test_warp_with_zero_flow_is_the_identity():
