@@ -553,7 +553,7 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     if ctx.invoked_subcommand is not None:
         return
     from pipeline import bench, runtime
-    from pipeline.synthetic import MECHANICS_WEIGHTS, save_random_weights
+    from pipeline.synthetic import MECHANICS_WEIGHTS
 
     chosen = runtime.select_device(device)
     gpu = chosen.type == "cuda"
@@ -568,16 +568,9 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     parts = {p.strip() for p in skip.split(",") if p.strip()}
     if parts - {"overhead", "image", "clip"}:
         raise click.BadParameter(f"unknown part {sorted(parts - {'overhead', 'image', 'clip'})[0]!r}", param_hint="--skip")
-    import tempfile
-
-    temp = Path(tempfile.mkdtemp(prefix="nst-bench-"))
+    workspace = bench.Workspace.create(weights)
     try:
-        overrides = {"device": str(chosen)}
-        if weights:
-            overrides["weights"] = weights
-        else:
-            overrides["weights"] = str(save_random_weights(temp / "vgg19-random.pth"))
-            overrides.update(MECHANICS_WEIGHTS)
+        overrides = {"device": str(chosen), "weights": workspace.weights, **({} if weights else MECHANICS_WEIGHTS)}
         cfg = load_config(config_name, **overrides)
         report: dict[str, Any] = {"device": str(chosen), "torch": __import__("torch").__version__,
                                   "weights": "given" if weights else "seeded random", "config": config_name}
@@ -606,7 +599,7 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
                                f" vs {row.single_final:.5g}")
         if "clip" not in parts:
             width = clip_size or (512 if gpu else 160)
-            row = bench.clip_benchmark(frames, width, cfg.replace(size=width), chosen,
+            row = bench.clip_benchmark(frames, width, cfg.replace(size=width), chosen, workspace,
                                        reference_evaluations=reference_evaluations, progress=echo)
             report["clip"] = row.__dict__
             click.echo(f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:")
@@ -620,9 +613,7 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
                        f"{row.ours_temporal_error:.2f} vs {row.reference_temporal_error:.2f}")
         _write_json(json_file, report)
     finally:
-        import shutil
-
-        shutil.rmtree(temp, ignore_errors=True)
+        workspace.cleanup()
 
 
 @bench_command.command("flicker")

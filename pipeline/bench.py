@@ -338,12 +338,15 @@ class ClipRow:
     reference_temporal_error: float
 
 
-def clip_benchmark(frames: int, width: int, cfg: Config, device, *, reference_evaluations: int = 300,
-                   progress: Callable[[str], None] = lambda m: None) -> ClipRow:
-    """The synthetic clip through nst-video (cfg) and through the plain per-frame loop, same objective."""
+def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Workspace, *,
+                   reference_evaluations: int = 300, progress: Callable[[str], None] = lambda m: None) -> ClipRow:
+    """The synthetic clip through nst-video (cfg) and through the plain per-frame loop, same objective; its
+    files go in a folder of `workspace`, removed at the end."""
+    import shutil
+
     from .runtime import peak_memory, reset_peak_memory
 
-    workspace_root = Path(tempfile.mkdtemp(prefix="nst-bench-clip-"))
+    workspace_root = workspace.root / "clip"
     try:
         clip = flicker_clip(frames, width)
         source = write_frames(clip.frames, workspace_root / "input")
@@ -374,6 +377,4 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, *, reference_ev
                        float(np.mean([f["content"] for f in reference_finals])),
                        truth(ours), truth(reference))
     finally:
-        import shutil
-
         shutil.rmtree(workspace_root, ignore_errors=True)

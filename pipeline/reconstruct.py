@@ -124,6 +124,8 @@ def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], conte
     model = build_model(cfg.weights, list(content_layers) + list(cfg.style_layers), cfg.pooling,
                         cfg.weights_format, device)
     style_tensor = to_tensor(style, device)
+    init = noise_like(target, cfg.seed) if cfg.init == "noise" else target
+    plan = Plan.for_frame(cfg, (height, width), first=True)
     rows = []
     for layer in content_layers:
         row = []
@@ -131,8 +133,6 @@ def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], conte
             objective = Objective(model, {layer: 1.0}, cfg.style_layers, content_weight=ratio, style_weight=1.0,
                                   tv_weight=cfg.tv_weight, loss_scale=cfg.loss_scale, style_scale=cfg.style_scale)
             objective.set_style([style_tensor])
-            init = noise_like(target, cfg.seed) if cfg.init == "noise" else target
-            plan = Plan.for_frame(cfg, (height, width), first=True)
             result = stylise(target, init, objective, plan, callback=callback)
             row.append(Panel(f"{layer}, \u03b1/\u03b2 = {ratio:g}", to_frame(result.image), result))
         rows.append(row)
