@@ -55,9 +55,8 @@ class Outcome:
 
 
 def _as_paths(value: Any, base: Path) -> list[Path]:
-    values = value if isinstance(value, list) else [value]
-    return [(base / str(v)).expanduser() if not Path(str(v)).expanduser().is_absolute() else Path(str(v)).expanduser()
-            for v in values]
+    paths = [Path(str(v)).expanduser() for v in (value if isinstance(value, list) else [value])]
+    return [path if path.is_absolute() else (base / path).expanduser() for path in paths]
 
 
 def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None,
@@ -140,9 +139,9 @@ def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
 
 
 def is_finished(job: BatchJob, work_dir: Path | None = None) -> bool:
-    """OUTPUT exists and no work directory is left: the job completed."""
-    work = work_dir / f"job-{job.number:04d}" if work_dir else default_work_dir(job.output)
-    return job.output.exists() and not work.exists()
+    """OUTPUT exists and no work directory is left (the job's own, or the default beside OUTPUT): the job
+    completed."""
+    return job.output.exists() and not (work_dir or default_work_dir(job.output)).exists()
 
 
 # ---- running ----------------------------------------------------------------------------------------
@@ -175,7 +174,7 @@ def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events:
 
     cfg = base_config.replace(**job.overrides, **({"device": device} if device else {}))
     work_dir = Path(options["work_dir"]) / f"job-{job.number:04d}" if options.get("work_dir") else None
-    if not options.get("restart") and is_finished(job, Path(options["work_dir"]) if options.get("work_dir") else None):
+    if not options.get("restart") and is_finished(job, work_dir):
         return Outcome(job, "skipped", message="output exists", device=cfg.device)
     spec = video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
                      options.get("restart", False))
