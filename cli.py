@@ -517,11 +517,9 @@ def _float_list(value: str | None, name: str) -> list[float] | None:
 
 def _write_json(path: str | None, data: Any) -> None:
     if path:
-        from pipeline.media import temp_sibling
+        from pipeline.media import write_file
 
-        temp = temp_sibling(Path(path))
-        temp.write_text(json.dumps(data, indent=1, default=str))
-        temp.replace(path)
+        write_file(path, json.dumps(data, indent=1, default=str).encode())
 
 
 @cli.group("bench", invoke_without_command=True)

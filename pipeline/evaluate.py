@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -67,17 +68,14 @@ def evaluate_clips(stylised: Path, original: Path, *, size: int | None = None, s
 def write_outputs(result: Evaluation, *, json_file: str | None = None, csv_file: str | None = None,
                   plot: str | None = None) -> None:
     if json_file:
-        temp = media.temp_sibling(Path(json_file))
-        temp.write_text(json.dumps(result.to_dict(), indent=1))
-        temp.replace(json_file)
+        media.write_file(json_file, json.dumps(result.to_dict(), indent=1).encode())
     if csv_file:
-        temp = media.temp_sibling(Path(csv_file))
-        with open(temp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["frame", "temporal_error", "original_floor", "reliable_fraction", "cut", "style_loss"])
-            for f in result.frames:
-                writer.writerow([f.index, f.stylised, f.original, round(f.reliable, 4), int(f.cut), f.style])
-        temp.replace(csv_file)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(["frame", "temporal_error", "original_floor", "reliable_fraction", "cut", "style_loss"])
+        for f in result.frames:
+            writer.writerow([f.index, f.stylised, f.original, round(f.reliable, 4), int(f.cut), f.style])
+        media.write_file(csv_file, text.getvalue().encode())
     if plot:
         from .figures import line_plot
 

@@ -88,10 +88,10 @@ def consistency(backward: np.ndarray, forward: np.ndarray, *, frame: np.ndarray 
     round_trip = ((backward + forward_at_b) ** 2).sum(-1)
     magnitudes = (backward ** 2).sum(-1) + (forward_at_b ** 2).sum(-1)
     disoccluded = round_trip >= 0.01 * magnitudes + 0.5
-    du_dy, du_dx = np.gradient(backward[..., 0])
-    dv_dy, dv_dx = np.gradient(backward[..., 1])
     reliable = inside & ~disoccluded
     if boundary_rule:
+        du_dy, du_dx = np.gradient(backward[..., 0])
+        dv_dy, dv_dx = np.gradient(backward[..., 1])
         reliable &= ~(du_dx**2 + du_dy**2 + dv_dx**2 + dv_dy**2 > 0.01 * (backward ** 2).sum(-1) + 0.002)
     if frame is not None and earlier is not None and photometric > 0:
         warped = cv2.remap(earlier.astype(np.float32), bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

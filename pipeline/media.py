@@ -484,10 +484,16 @@ def write_image(path: str | Path, frame: np.ndarray, *, png_compression: int = 3
     ok, encoded = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise MediaError(f"cannot encode {path.name} as {suffix}")
+    write_file(path, encoded.tobytes(), durable=durable)
+
+
+def write_file(path: str | Path, data: bytes, *, durable: bool = False) -> None:
+    """Write `data` atomically: a temporary name beside `path` (removed on failure), optional fsync, rename."""
+    path = Path(path)
     temp = temp_sibling(path)
     try:
         with open(temp, "wb") as handle:
-            handle.write(encoded.tobytes())
+            handle.write(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
