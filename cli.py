@@ -15,7 +15,7 @@ import click
 from click_default_group import DefaultGroup
 
 from pipeline import __version__
-from pipeline.config import KEYS, Config, ConfigError, NSTError, load_config, preset_names
+from pipeline.config import KEYS, Config, NSTError, load_config, preset_names
 
 EXAMPLES = """\b
 Examples:
@@ -341,7 +341,6 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     not flicker. An interrupted run resumes where it stopped when the same command is run again.
     """
     from pipeline import figures, video
-    from pipeline.media import MediaError
 
     styles = style_paths(style)
     cfg = config_from_params(params)
@@ -692,7 +691,7 @@ def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], make_
                            prefix: str, *, iterations: int, size: int, weights: str | None, device: str,
                            panels: str | None, quiet: bool) -> None:
     """The original, then one panel per layer subset, in a labelled grid (and as PNGs with --panels)."""
-    from pipeline import figures, media, reconstruct
+    from pipeline import media, reconstruct
 
     target = _png_output(out)
     maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
@@ -705,7 +704,15 @@ def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], make_
             progress.next_panel(iterations)
     finally:
         progress.close()
-    figures.image_grid([p.image for p in results], [reconstruct.label(p) for p in results], target, title=title)
+    _panel_figure(results, [reconstruct.label(p) for p in results], target, title, prefix, panels, quiet)
+
+
+def _panel_figure(results: list, labels: list[str], target: Path, title: str, prefix: str, panels: str | None,
+                  quiet: bool, columns: int | None = None) -> None:
+    """The labelled grid of a figure command, and each panel as a PNG with --panels."""
+    from pipeline import figures, reconstruct
+
+    figures.image_grid([p.image for p in results], labels, target, columns=columns, title=title)
     if panels:
         reconstruct.save_panels(results, Path(panels), prefix)
     if not quiet:
@@ -773,7 +780,7 @@ def sweep_command(content: str, style: str, out: str, ratios: str, content_layer
                   quiet: bool, debug: bool) -> None:
     """The content/style trade-off (Gatys et al. 2016, Fig. 3): CONTENT stylised with STYLE once per ratio
     alpha/beta (columns) and content layer (rows), in a labelled grid."""
-    from pipeline import figures, media, reconstruct
+    from pipeline import media, reconstruct
 
     values = _float_list(ratios, "--ratios")
     if any(v <= 0 for v in values):
@@ -792,12 +799,8 @@ def sweep_command(content: str, style: str, out: str, ratios: str, content_layer
     finally:
         progress.close()
     flat = [panel for row in rows for panel in row]
-    figures.image_grid([p.image for p in flat], [p.label for p in flat], target, columns=len(values),
-                       title="Content/style trade-off (\u03b1/\u03b2) per content layer")
-    if panels:
-        reconstruct.save_panels(flat, Path(panels), "sweep")
-    if not quiet:
-        click.echo(f"{len(flat)} panels -> {target}", err=True)
+    _panel_figure(flat, [p.label for p in flat], target, "Content/style trade-off (\u03b1/\u03b2) per content layer",
+                  "sweep", panels, quiet, columns=len(values))
 
 
 @cli.group("weights", invoke_without_command=True)

@@ -28,7 +28,7 @@ from . import color, media, memory, runtime
 from .config import Config, ConfigError, NSTError
 from .flow import FlowEstimator, Motion, analyse, histogram_distance, long_term_offsets, long_term_weights, warp
 from .losses import Objective, TemporalTarget, resize_image
-from .optimise import NonFiniteLoss, Plan, Result, Step, noise_like, stylise, to_frame, to_tensor
+from .optimise import NonFiniteLoss, Plan, Result, noise_like, stylise, to_frame, to_tensor
 from .vgg import build_model, weights_identity
 from .workdir import WorkDir, default_work_dir
 

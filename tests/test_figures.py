@@ -1,5 +1,4 @@
 """The seed's figures: reconstructions per layer, the progress of an optimisation, the alpha/beta sweep."""
-import json
 
 import numpy as np
 import pytest

@@ -2,9 +2,7 @@
 import threading
 import time
 
-import numpy as np
 import pytest
-import torch
 
 from pipeline import media, video
 from pipeline.config import Config

@@ -1,7 +1,6 @@
 """Overnight robustness with real processes: kill -9 and resume gives the same frames, SIGTERM stops cleanly,
 damaged files are redone, changed jobs are refused, batches survive a bad job."""
 import json
-import os
 import signal
 import subprocess
 import sys
