@@ -101,6 +101,9 @@ def _job_options(f: Callable) -> Callable:
         click.option("--work-dir", type=click.Path(file_okay=False), help="Work directory [hidden, beside OUTPUT]."),
         click.option("--keep-work", is_flag=True, help="Keep the work directory after success."),
         click.option("--restart", is_flag=True, help="Discard earlier work of this job and start over."),
+        click.option("--overwrite", is_flag=True,
+                     help="Let an OUTPUT folder's numbered frames (000000.png, ..) be replaced though nst-video "
+                          "did not write them; other files are never replaced."),
         click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Append JSON-lines events to FILE."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
@@ -120,9 +123,25 @@ def style_paths(value: str) -> tuple[Path, ...]:
     if not paths:
         raise click.BadParameter("no style image given", param_hint="STYLE")
     for path in paths:
+        if path.is_dir():
+            raise click.BadParameter(f"{path} is a folder; give an image file (or several, separated by commas)",
+                                     param_hint="STYLE")
         if not path.is_file():
             raise click.BadParameter(f"{path} does not exist", param_hint="STYLE")
     return paths
+
+
+def output_files(options: dict[str, str | None], reads: dict[str, list[Path]] | None = None) -> None:
+    """Files that options name for writing (`--log`, `--loss-plot`, ...): each a file name whose folder exists
+    or can be created (missing folders of outputs are created when the work starts, by every command), and
+    none of them a file the command reads. Checked before any work; creates nothing."""
+    from pipeline.files import check_file_output, check_not_overwriting
+
+    for option, path in options.items():
+        if path:
+            check_file_output(path, option)
+            if reads:
+                check_not_overwriting(path, reads, folder=False, name=option)
 
 
 # ---- progress -----------------------------------------------------------------------------------------
@@ -135,7 +154,8 @@ class Reporter:
         self.quiet, self.prefix = quiet, prefix
         self.tty = sys.stderr.isatty()
         self.bar = None
-        self.log = open(log_file, "a") if log_file else None
+        self.log_file = log_file
+        self.log = None  # opened at the first record, so a refused command creates no log file
         self.last_line = 0.0
         self.done = 0
         self.total: int | None = None
@@ -151,6 +171,11 @@ class Reporter:
             click.echo(message, err=True)
 
     def record(self, kind: str, **data: Any) -> None:
+        if self.log is None and self.log_file:
+            from pipeline.files import make_parent
+
+            make_parent(self.log_file)
+            self.log = open(self.log_file, "a")
         if self.log:
             self.log.write(json.dumps({"time": round(time.time(), 3), "event": kind, **data}, default=str) + "\n")
             self.log.flush()
@@ -192,8 +217,11 @@ class Reporter:
             elif not self.quiet and not self.tty and time.perf_counter() - self.last_line > 30:
                 self.last_line = time.perf_counter()
                 total = f"/{self.total}" if self.total else ""
-                self.write(f"{self.prefix}frame {event.index + 1}{total}: {event.iterations} iterations, "
-                           f"{event.seconds:.1f} s, loss {event.losses.get('total', 0):.4g}")
+                if event.resumed:
+                    self.write(f"{self.prefix}frame {event.index + 1}{total}: resumed (finished by an earlier run)")
+                else:
+                    self.write(f"{self.prefix}frame {event.index + 1}{total}: {event.iterations} iterations, "
+                               f"{event.seconds:.1f} s, loss {event.losses.get('total', 0):.4g}")
         elif isinstance(event, video.Notice):
             self.record("warning", message=event.message)
             self.write(f"{self.prefix}warning: {event.message}")
@@ -302,6 +330,13 @@ class Main(DefaultGroup):
             sys.exit(result if isinstance(result, int) else 0)
         return result
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """The main command needs no name, also where its arguments start with `--` (an INPUT whose name
+        begins with a dash: `nst-video -- -in.png s.png -out.png`) or with one of its options."""
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = [self.default_cmd_name, *args]
+        return super().parse_args(ctx, args)
+
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         command = self.commands[self.default_cmd_name]
         sub = click.Context(command, info_name=ctx.info_name, parent=None, max_content_width=110)
@@ -331,7 +366,8 @@ def cli() -> None:
 @handle_errors
 def run_command(input_path: str, style: str, output: str, save_every: int | None, progress_dir: str | None,
                 progress_sheet: str | None, progress_anim: str | None, loss_plot: str | None, work_dir: str | None,
-                keep_work: bool, restart: bool, log_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
+                keep_work: bool, restart: bool, overwrite: bool, log_file: str | None, quiet: bool, debug: bool,
+                **params: Any) -> None:
     """Stylise INPUT (a video, a folder of frames or an image) with STYLE (an image, or several separated
     by commas) into OUTPUT (a video by extension, a folder, or an image).
 
@@ -353,10 +389,18 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     for figure in (progress_sheet, loss_plot):
         if figure and Path(figure).suffix.lower() != ".png":
             raise click.BadParameter(f"{figure} must end in .png", param_hint="--progress-sheet/--loss-plot")
-    snapshots = figures.Snapshots(Path(progress_dir) if progress_dir else Path(f"{output.rstrip(os.sep)}.progress")) \
-        if save_every else None
+    reads = video.reads_of(Path(input_path), styles, cfg)
+    output_files({"--log": log_file, "--progress-sheet": progress_sheet, "--progress-anim": progress_anim,
+                  "--loss-plot": loss_plot}, reads)
+    snapshot_dir = Path(progress_dir) if progress_dir else Path(f"{output.rstrip(os.sep)}.progress")
+    if save_every:
+        from pipeline.files import check_folder_writable, check_not_overwriting
+
+        check_folder_writable(snapshot_dir, "--progress-dir")
+        check_not_overwriting(snapshot_dir, reads, folder=True, name="--progress-dir")
+    snapshots = figures.Snapshots(snapshot_dir) if save_every else None
     job = video.Job(Path(input_path), styles, Path(output), Path(work_dir) if work_dir else None, keep_work, restart,
-                    save_every or 0, snapshots, keep_histories=bool(loss_plot))
+                    save_every or 0, snapshots, keep_histories=bool(loss_plot), overwrite=overwrite)
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     try:
@@ -386,7 +430,8 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
 @_job_options
 @handle_errors
 def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, devices: str | None, work_dir: str | None,
-                  keep_work: bool, restart: bool, log_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
+                  keep_work: bool, restart: bool, overwrite: bool, log_file: str | None, quiet: bool, debug: bool,
+                  **params: Any) -> None:
     """Run many jobs: a YAML file with a top-level `jobs:` list (each job: input, style, output, and any
     config key as an override), or a GLOB of inputs with --style and --out-dir. Every option of the main
     command applies to all jobs; a job's own keys win. All jobs are checked before any starts. A failed job
@@ -403,9 +448,8 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     base_config = config_from_params(params)
     jobs = batch.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config)
     device_list = batch.parse_devices(devices)
-    for job in jobs:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-    options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart}
+    output_files({"--log": log_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs})
+    options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart, "overwrite": overwrite}
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     started = time.perf_counter()
@@ -489,6 +533,8 @@ def eval_command(stylised: str, original: str, size: int | None, json_file: str 
         suffix = {"--json": ".json", "--csv": ".csv", "--plot": ".png"}[name]
         if path and Path(path).suffix.lower() != suffix:
             raise click.BadParameter(f"{path} must end in {suffix}", param_hint=name)
+    output_files({"--json": json_file, "--csv": csv_file, "--plot": plot},
+                 {"STYLISED": [Path(stylised)], "ORIGINAL": [Path(original)]})
     result = evaluate.evaluate_clips(Path(stylised), Path(original), size=size, style=Path(style) if style else None,
                                      weights=weights, device=device)
     for message in result.warnings:
@@ -565,6 +611,7 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     parts = {p.strip() for p in skip.split(",") if p.strip()}
     if parts - {"overhead", "image", "clip"}:
         raise click.BadParameter(f"unknown part {sorted(parts - {'overhead', 'image', 'clip'})[0]!r}", param_hint="--skip")
+    output_files({"--json": json_file})
     workspace = bench.Workspace.create(weights)
     try:
         overrides = {"device": str(chosen), "weights": workspace.weights, **({} if weights else MECHANICS_WEIGHTS)}
@@ -632,6 +679,7 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
     from pipeline.bench import flicker_benchmark, flicker_table
 
     gammas = _float_list(temporal_weights, "--temporal-weights")
+    output_files({"--json": json_file})
     rows = flicker_benchmark(frames=frames, size=size, iterations=iterations, weights=weights, device=device,
                              temporal_weights=gammas, progress=lambda m: click.echo(f"running {m}", err=True))
     click.echo(flicker_table(rows))
@@ -657,12 +705,15 @@ def _figure_options(f: Callable) -> Callable:
     return f
 
 
-def _png_output(path: str) -> Path:
+def _png_output(path: str, panels: str | None = None) -> Path:
+    """A figure command's OUT.png (and its --panels folder), checked before any work."""
     if Path(path).suffix.lower() != ".png":
         raise click.BadParameter(f"{path} must end in .png", param_hint="OUT")
-    from pipeline.media import check_writable
+    if panels:
+        from pipeline.files import check_folder_writable
 
-    check_writable(path)
+        check_folder_writable(panels, "--panels folder")
+    output_files({"OUT": path})
     return Path(path)
 
 
@@ -693,7 +744,7 @@ def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], make_
     """The original, then one panel per layer subset, in a labelled grid (and as PNGs with --panels)."""
     from pipeline import media, reconstruct
 
-    target = _png_output(out)
+    target = _png_output(out, panels)
     maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
                                       layers=sorted({layer for subset in subsets for layer in subset}))
     progress = _PanelProgress(len(subsets), iterations, quiet)
@@ -785,7 +836,7 @@ def sweep_command(content: str, style: str, out: str, ratios: str, content_layer
     values = _float_list(ratios, "--ratios")
     if any(v <= 0 for v in values):
         raise click.BadParameter("ratios must be positive numbers", param_hint="--ratios")
-    target = _png_output(out)
+    target = _png_output(out, panels)
     cfg = load_config(config_name, size=size, iterations=iterations, seed=seed, device=device,
                       **({"weights": weights} if weights else {}))
     layers = reconstruct.parse_layers(content_layers, list(cfg.content_layers))

@@ -25,7 +25,8 @@ from typing import Any, Callable
 import yaml
 
 from . import media
-from .config import Config, ConfigError, NSTError, coerce_values
+from .config import Config, ConfigError, NSTError, coerce_values, load_yaml, yaml_error
+from .files import FOLDER_MARKER, check_not_overwriting, foreign_files
 from .workdir import default_work_dir
 
 JOB_FIELDS = ("input", "style", "output")
@@ -70,9 +71,9 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
         if not path.is_file():
             raise ConfigError(f"jobs file {spec} does not exist")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path.read_text())
         except yaml.YAMLError as error:
-            raise ConfigError(f"{spec} is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise ConfigError(f"{spec} is not valid YAML: {yaml_error(error)}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{spec} is not a YAML text file") from None
         if not isinstance(data, dict) or not isinstance(data.get("jobs"), list) or not data["jobs"]:
@@ -115,6 +116,10 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
 
 
 def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
+    """Every problem of every job: missing files, an output that is (or would destroy) a file this job or
+    another job reads, two jobs writing one output, settings that do not fit."""
+    from .video import reads_of
+
     errors = []
     seen: dict[Path, int] = {}
     for job in jobs:
@@ -123,16 +128,22 @@ def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
             errors.append(f"{prefix}: input {job.input} does not exist")
         for style in job.styles:
             if not style.is_file():
-                errors.append(f"{prefix}: style {style} does not exist")
+                errors.append(f"{prefix}: style {style} {'is a folder' if style.is_dir() else 'does not exist'}")
         resolved = job.output.resolve()
         if resolved in seen:
             errors.append(f"{prefix}: output {job.output} is also the output of job {seen[resolved]}")
         seen[resolved] = job.number
         try:
-            media.output_kind(job.output)
+            folder = media.output_kind(job.output) == "folder"
             cfg = base_config.replace(**job.overrides)
             if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
                 errors.append(f"{prefix}: style_blend has {len(cfg.style_blend)} weights for {len(job.styles)} styles")
+            check_not_overwriting(job.output, reads_of(job.input, job.styles, cfg), folder=folder)
+            for other in jobs:
+                if other is not job:
+                    check_not_overwriting(job.output, {f"INPUT of job {other.number}": [other.input],
+                                                       f"STYLE of job {other.number}": list(other.styles)},
+                                          folder=folder)
         except NSTError as error:
             errors.append(f"{prefix}: {error}")
     return errors
@@ -140,8 +151,12 @@ def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
 
 def is_finished(job: BatchJob, work_dir: Path | None = None) -> bool:
     """OUTPUT exists and no work directory is left (the job's own, or the default beside OUTPUT): the job
-    completed."""
-    return job.output.exists() and not (work_dir or default_work_dir(job.output)).exists()
+    completed. An output folder must also be ours (its marker lists every frame in it)."""
+    if not job.output.exists() or (work_dir or default_work_dir(job.output)).exists():
+        return False
+    if job.output.is_dir():
+        return (job.output / FOLDER_MARKER).exists() and foreign_files(job.output) == ([], [])
+    return True
 
 
 # ---- running ----------------------------------------------------------------------------------------
@@ -177,7 +192,7 @@ def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events:
     if not options.get("restart") and is_finished(job, work_dir):
         return Outcome(job, "skipped", message="output exists", device=cfg.device)
     spec = video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
-                     options.get("restart", False))
+                     options.get("restart", False), overwrite=options.get("overwrite", False))
     try:
         summary = video.run(spec, cfg, events=events, stop=stop)
     except video.Interrupted as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -27,6 +28,13 @@ VGG19_LAYERS: tuple[str, ...] = tuple(
     for block, convs in enumerate((2, 2, 4, 4, 4), start=1)
     for name in [n for i in range(1, convs + 1) for n in (f"conv{block}_{i}", f"relu{block}_{i}")] + [f"pool{block}"]
 )
+
+
+def downsampling(layer: str) -> int:
+    """How many times smaller than the input a layer's feature maps are (1, 2, 4, 8, 16 or 32): 2 to the
+    number of 2x2 poolings before it."""
+    index = VGG19_LAYERS.index(layer)
+    return 2 ** sum(1 for name in VGG19_LAYERS[:index + 1] if name.startswith("pool"))
 
 
 class NSTError(Exception):
@@ -171,6 +179,13 @@ class Config:
                 out.append((pixels, iterations))
         return out
 
+    def min_side(self) -> tuple[int, str]:
+        """(px, layer): the shortest image side VGG19 can take for the deepest layer used, which must keep at
+        least one pixel after its poolings; frames, coarse scales and style images are kept at least this big."""
+        layers = list(self.content_layers) + list(self.style_layers)
+        deepest = max(layers, key=VGG19_LAYERS.index)
+        return downsampling(deepest), deepest
+
     @property
     def step_size(self) -> float:
         if self.lr is not None:
@@ -193,7 +208,24 @@ _CHOICES = {
 MIN_SIZE, MAX_SIZE = 32, 8192
 
 
+def _finite_numbers(cfg: Config) -> list[tuple[str, float]]:
+    """Every number of a Config, named, for the finiteness check."""
+    out = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, (int, float, Fraction)) and not isinstance(value, bool):
+            out.append((f.name, float(value)))
+        elif isinstance(value, tuple):
+            out += [(f.name, float(v)) for v in value]
+        elif isinstance(value, Mapping):
+            out += [(f"{f.name}.{k}", float(v)) for k, v in value.items()]
+    return out
+
+
 def _validate(cfg: Config) -> None:
+    for key, number in _finite_numbers(cfg):
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, not {number}")
     for key, choices in _CHOICES.items():
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {getattr(cfg, key)!r}")
@@ -267,7 +299,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(key, inner, value)
-    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+    shown = value if not isinstance(value, str) else value.strip()
+    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {shown!r}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -316,6 +349,11 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
 def _type_name(hint: Any) -> str:
     if hint is Fraction:
         return "a frame rate (number or num/den)"
+    if typing.get_origin(hint) is tuple:
+        inner = typing.get_args(hint)[0]
+        return "comma-separated whole numbers" if inner is int else "comma-separated numbers"
+    if typing.get_origin(hint) is collections.abc.Mapping:
+        return "a mapping of layer names to weights"
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -329,6 +367,35 @@ def coerce_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
                           f" (valid keys: {', '.join(KEYS)})")
     return {k: _coerce(k, _HINTS[k], v) for k, v in values.items()}
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key]})", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Safe YAML (no objects), strict about duplicate keys."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def yaml_error(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: the problem and where."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(error).splitlines()[0]
 
 
 def preset_names() -> list[str]:
@@ -348,9 +415,9 @@ def read_yaml_config(name_or_path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"config {path} is not valid YAML: {yaml_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -110,6 +110,7 @@ def progress_animation(items: Sequence[tuple[int, Path, dict]], path: str | Path
     frames = _loaded(items)
     path = Path(path)
     if path.suffix.lower() == ".gif":
+        path.parent.mkdir(parents=True, exist_ok=True)
         temp = media.temp_sibling(path)
         images = [Image.fromarray(f) for f in frames]
         images[0].save(temp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)

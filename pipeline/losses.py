@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import vgg as vgg_module
+from .config import downsampling
 
 
 class _Gram(torch.autograd.Function):
@@ -140,7 +141,8 @@ class Objective:
             for image, weight in zip(self._style_images, self._blend):
                 h, w = image.shape[-2:]
                 factor = longest / max(h, w)
-                scaled = resize_image(image, (max(16, round(h * factor)), max(16, round(w * factor))))
+                floor = max((downsampling(layer) for layer in self.style_layers), default=1)  # VGG19's minimum
+                scaled = resize_image(image, (max(floor, round(h * factor)), max(floor, round(w * factor))))
                 with torch.no_grad():
                     features = self.features(scaled, self.style_layers)
                 for layer in self.style_layers:

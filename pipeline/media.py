@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import threading
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -26,6 +25,8 @@ import ffmpeg
 import numpy as np
 
 from .config import ConfigError, NSTError, parse_fraction
+from .files import (FOLDER_MARKER, check_folder_writable, check_output_folder, frames_marker, make_parent, temp_sibling,
+                    write_file)
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -93,6 +94,7 @@ class MediaInfo:
     audio_codec: str | None = None
     rotation: int = 0
     vfr: bool = False
+    alpha: bool = False          # frames have transparency (an image's or a folder's first frame; a video's pixel format)
     files: tuple[Path, ...] = field(default=(), repr=False)
 
     @property
@@ -116,7 +118,7 @@ def inspect_input(path: str | Path) -> MediaInfo:
         return _inspect_folder(path)
     if is_image_path(path):
         height, width = _image_header(path)
-        return MediaInfo("image", path, width, height, None, 1, files=(path,))
+        return MediaInfo("image", path, width, height, None, 1, files=(path,), alpha=has_transparency(path))
     return probe_video(path)
 
 
@@ -142,7 +144,38 @@ def _inspect_folder(path: Path) -> MediaInfo:
         if size != first:
             raise MediaError(f"frames differ in size: {files[0].name} is {first[1]}x{first[0]}, "
                              f"{other.name} is {size[1]}x{size[0]}")
-    return MediaInfo("folder", path, first[1], first[0], None, len(files), files=tuple(files))
+    return MediaInfo("folder", path, first[1], first[0], None, len(files), files=tuple(files),
+                     alpha=has_transparency(files[0]))
+
+
+def has_transparency(path: Path) -> bool:
+    """Whether an image has an alpha channel that is not fully opaque (decodes that one image)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+                alpha = image.convert("RGBA").getchannel("A")
+                return alpha.getextrema()[0] < 255
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def read_alpha(path: str | Path) -> np.ndarray | None:
+    """An image's alpha channel as (H, W) uint8, or None if it has none."""
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or data.ndim != 3 or data.shape[2] != 4:
+        return None
+    alpha = data[:, :, 3]
+    return (alpha / 257.0).round().astype(np.uint8) if alpha.dtype == np.uint16 else alpha.astype(np.uint8)
+
+
+def attach_alpha(frame: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """RGB + an alpha channel resized to the frame's size -> (H, W, 4) RGBA; the frame itself without alpha."""
+    if alpha is None:
+        return frame
+    return np.dstack([frame, resize(alpha, (frame.shape[1], frame.shape[0]))])
 
 
 def probe_video(path: Path) -> MediaInfo:
@@ -224,8 +257,9 @@ def _probe_ffprobe(path: Path, probe_bin: str) -> MediaInfo:
         frames = round(float(duration) * fps) if duration else None
     if frames == 0:
         raise MediaError(f"{path}: the video stream has no frames")
+    alpha = bool(re.match(r"(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)", video.get("pix_fmt", "")))
     return MediaInfo("video", path, width, height, fps, frames, bool(audios),
-                     audios[0].get("codec_name") if audios else None, rotation, vfr)
+                     audios[0].get("codec_name") if audios else None, rotation, vfr, alpha)
 
 
 def _probe_ffmpeg(path: Path) -> MediaInfo:
@@ -323,6 +357,7 @@ class _StderrDrain:
     def __init__(self, stream, frame_counter: Callable[[], int]):
         self.lines: deque[str] = deque(maxlen=20)
         self.first_error_frame: int | None = None
+        self.first_line = ""
         self.error_lines = 0
         self._counter = frame_counter
         self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
@@ -336,6 +371,7 @@ class _StderrDrain:
                 self.error_lines += 1
                 if self.first_error_frame is None:
                     self.first_error_frame = self._counter()
+                    self.first_line = line
         stream.close()
 
     def join(self) -> None:
@@ -343,6 +379,10 @@ class _StderrDrain:
 
     def last(self) -> str:
         return self.lines[-1] if self.lines else "no details"
+
+    def first(self) -> str:
+        """The first line ffmpeg wrote, without ffmpeg's `[decoder @ 0x...]` prefix: usually the cause."""
+        return re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", self.first_line) if self.first_line else "no details"
 
 
 class FrameReader:
@@ -393,11 +433,12 @@ class FrameReader:
                 self.frames_read += 1
             code = self._process.wait()
             self._drain.join()
+            if self.frames_read == 0:
+                detail = f" (ffmpeg: {self._drain.first()})" if self._drain.lines else ""
+                raise MediaError(f"{self.info.path}: no frame could be decoded{detail}")
             if code != 0:
                 raise MediaError(f"{self.info.path}: decoding failed after frame {self.frames_read} "
                                  f"({self._drain.last()})")
-            if self.frames_read == 0:
-                raise MediaError(f"{self.info.path}: no frames could be decoded")
             if self._drain.error_lines:
                 self.warnings.append(
                     f"{self.info.path}: the decoder reported damaged data from about frame "
@@ -438,71 +479,32 @@ def output_kind(path: str | Path) -> str:
                       f"an image ({', '.join(IMAGE_EXTS)}) or a folder")
 
 
-def check_writable(path: str | Path) -> None:
-    """OUTPUT's folder exists (it is created) and can be written, checked before any work starts."""
+def check_writable(path: str | Path, *, overwrite: bool = False) -> None:
+    """OUTPUT can be written: its folder exists or can be created, and an existing output folder holds only
+    frames nst-video wrote there (with `overwrite`, numbered frames of anyone's). Creates nothing."""
     target = Path(path)
-    parent = target if output_kind(path) == "folder" and target.is_dir() else target.parent
-    parent = parent if str(parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output folder {parent}: {exc.strerror}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder {parent} is not writable")
-    if output_kind(path) == "folder" and target.is_dir():
-        stray = [p.name for p in target.iterdir() if not re.fullmatch(r"\d{6}\.png", p.name)]
-        if stray:
-            raise ConfigError(f"output folder {target} already holds other files ({stray[0]}, ...): "
-                              "give an empty or new folder")
-
-
-def temp_sibling(path: Path, suffix: str = "") -> Path:
-    """A temporary name beside `path` (same filesystem, so the final rename is atomic)."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{suffix or path.suffix}")
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    kind = output_kind(path)
+    if kind != "folder" and target.is_dir():
+        raise ConfigError(f"OUTPUT {target} is a folder")
+    if kind == "folder" and target.exists() and not target.is_dir():
+        raise ConfigError(f"OUTPUT {target} is a file, not a folder")
+    check_folder_writable(target.parent)
+    if kind == "folder":
+        check_output_folder(target, overwrite=overwrite)
 
 
 def write_image(path: str | Path, frame: np.ndarray, *, png_compression: int = 3, durable: bool = False) -> None:
-    """Write an RGB frame atomically (temporary name, optional fsync, rename)."""
+    """Write an RGB (or RGBA) frame atomically (temporary name, optional fsync, rename)."""
     path = Path(path)
     suffix = path.suffix.lower()
     params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression] if suffix == ".png" else []
     if suffix in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, 95]
-    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR), params)
+    order = cv2.COLOR_RGBA2BGRA if frame.ndim == 3 and frame.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(frame), order), params)
     if not ok:
         raise MediaError(f"cannot encode {path.name} as {suffix}")
     write_file(path, encoded.tobytes(), durable=durable)
-
-
-def write_file(path: str | Path, data: bytes, *, durable: bool = False) -> None:
-    """Write `data` atomically: a temporary name beside `path` (removed on failure), optional fsync, rename."""
-    path = Path(path)
-    temp = temp_sibling(path)
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
 
 
 _CODECS = {  # name: (ffmpeg encoder, extra output options, containers it may go in)
@@ -528,6 +530,47 @@ def resolve_codec(codec: str, path: Path) -> str:
     return codec
 
 
+def _encoder_options(codec: str, crf: int, suffix: str) -> tuple[str, dict]:
+    """(ffmpeg encoder, output options) of a resolved codec name for a container."""
+    encoder, options, _ = _CODECS.get(codec, (codec, {"pix_fmt": "yuv420p"}, ()))
+    options = dict(options)
+    if codec in ("h264", "h265", "vp9") or codec not in _CODECS:
+        options["crf"] = crf
+    if suffix in (".mp4", ".m4v", ".mov"):
+        options["movflags"] = "+faststart"
+    return encoder, options
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_problem(exe: str, codec: str, crf: int, suffix: str) -> str | None:
+    """Encode two tiny frames into a throwaway file of OUTPUT's container with the options a run would use:
+    None if that works, else ffmpeg's last line. About 0.1 s, so a bad --codec is found before any work."""
+    import tempfile
+
+    encoder, options = _encoder_options(codec, crf, suffix)
+    with tempfile.TemporaryDirectory(prefix="nst-codec-") as folder:
+        args = (ffmpeg.input("color=c=gray:s=64x64:r=25:d=0.08", format="lavfi")
+                .output(str(Path(folder) / f"probe{suffix}"), vcodec=encoder, **options)
+                .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
+                .compile(cmd=exe))
+        result = subprocess.run(args, capture_output=True, text=True, errors="replace")
+        return None if result.returncode == 0 else _last_line(result.stderr)
+
+
+def check_encoder(codec: str, crf: int, path: str | Path) -> str:
+    """The codec OUTPUT will be written with, checked against the container and this ffmpeg build before any
+    work starts (one-line ConfigError otherwise)."""
+    path = Path(path)
+    resolved = resolve_codec(codec, path)
+    problem = _encoder_problem(ffmpeg_exe(), resolved, crf, path.suffix.lower())
+    if problem is not None:
+        known = "h264, h265, vp9, prores, ffv1, or an encoder `ffmpeg -encoders` lists"
+        if "Unknown encoder" in problem or "not found" in problem.lower():
+            raise ConfigError(f"--codec {codec}: this ffmpeg has no such encoder (use {known})")
+        raise ConfigError(f"--codec {codec} cannot write a {path.suffix.lower()} file with this ffmpeg ({problem})")
+    return resolved
+
+
 class VideoWriter:
     """An owned ffmpeg encoder fed raw RGB frames through stdin, muxing the audio of `audio_from`."""
 
@@ -535,15 +578,10 @@ class VideoWriter:
                  crf: int = 18, out_size: tuple[int, int] | None = None, audio_from: MediaInfo | None = None):
         self.path = Path(path)
         self.frame_size = frame_size
+        make_parent(self.path)
         self.temp = temp_sibling(self.path)
         self.frames_written = 0
-        codec = resolve_codec(codec, self.path)
-        encoder, options, _ = _CODECS.get(codec, (codec, {"pix_fmt": "yuv420p"}, ()))
-        options = dict(options)
-        if codec in ("h264", "h265", "vp9") or codec not in _CODECS:
-            options["crf"] = crf
-        if self.path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-            options["movflags"] = "+faststart"
+        encoder, options = _encoder_options(resolve_codec(codec, self.path), crf, self.path.suffix.lower())
         width, height = frame_size
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}",
                              framerate=f"{fps.numerator}/{fps.denominator}").video
@@ -599,11 +637,16 @@ class VideoWriter:
 
 
 class FolderWriter:
-    """Frames as %06d.png in a temporary folder beside OUTPUT, renamed to OUTPUT when complete."""
+    """Frames as %06d.png in a temporary folder beside OUTPUT, renamed to OUTPUT when complete, with a marker
+    listing them (so a later run knows they are ours). With `alpha_from` (the input's frame files), each
+    frame keeps its input frame's alpha channel."""
 
-    def __init__(self, path: str | Path, out_size: tuple[int, int] | None = None):
+    def __init__(self, path: str | Path, out_size: tuple[int, int] | None = None, *,
+                 alpha_from: tuple[Path, ...] = (), overwrite: bool = False):
         self.path = Path(path)
         self.out_size = out_size
+        self.alpha_from, self.overwrite = alpha_from, overwrite
+        make_parent(self.path)
         self.temp = temp_sibling(self.path, suffix=".d")
         shutil.rmtree(self.temp, ignore_errors=True)
         self.temp.mkdir(parents=True)
@@ -612,24 +655,36 @@ class FolderWriter:
     def write(self, frame: np.ndarray) -> None:
         if self.out_size:
             frame = resize(frame, self.out_size)
+        if self.frames_written < len(self.alpha_from):
+            frame = attach_alpha(frame, read_alpha(self.alpha_from[self.frames_written]))
         write_image(self.temp / FRAME_NAME.format(self.frames_written), frame)
         self.frames_written += 1
 
     def close(self) -> None:
-        if self.path.is_dir():  # a previous output of ours (check_writable refused anything else)
-            shutil.rmtree(self.path)
-        os.replace(self.temp, self.path)
+        write_file(self.temp / FOLDER_MARKER, frames_marker(self.frames_written))
+        if self.path.is_dir():
+            # Checked again: files may have appeared in OUTPUT while the run lasted. Only our frames (or, with
+            # --overwrite, numbered frames) are ever replaced; the old folder goes aside first, so OUTPUT is
+            # never missing.
+            check_output_folder(self.path, overwrite=self.overwrite)
+            old = temp_sibling(self.path, suffix=".old")
+            os.replace(self.path, old)
+            os.replace(self.temp, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.temp, self.path)
 
     def abort(self) -> None:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
 class ImageWriter:
-    """A single image, written when closed."""
+    """A single image, written when closed (with `alpha`, the input's alpha channel, for PNG, TIFF, WebP)."""
 
-    def __init__(self, path: str | Path, out_size: tuple[int, int] | None = None):
+    def __init__(self, path: str | Path, out_size: tuple[int, int] | None = None, *, alpha: np.ndarray | None = None):
         self.path = Path(path)
         self.out_size = out_size
+        self.alpha = alpha
         self.frame: np.ndarray | None = None
         self.frames_written = 0
 
@@ -637,7 +692,7 @@ class ImageWriter:
         if self.frame is not None:
             raise MediaError(f"{self.path.name} is an image but the input has more than one frame: "
                              "give a video or folder as OUTPUT")
-        self.frame = resize(frame, self.out_size) if self.out_size else frame
+        self.frame = attach_alpha(resize(frame, self.out_size) if self.out_size else frame, self.alpha)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -649,21 +704,40 @@ class ImageWriter:
         self.frame = None
 
 
+ALPHA_EXTS = (".png", ".tif", ".tiff", ".webp")
+
+
+def alpha_kept(source: MediaInfo, output: str | Path) -> bool:
+    """Whether OUTPUT keeps INPUT's alpha channel: image and folder inputs into PNG, TIFF or WebP images and
+    frame folders (PNG); videos are encoded without alpha."""
+    kind = output_kind(output)
+    if not source.alpha or source.kind == "video":
+        return False
+    return kind == "folder" or (kind == "image" and Path(output).suffix.lower() in ALPHA_EXTS)
+
+
 def open_sink(path: str | Path, frame_size: tuple[int, int], fps: Fraction, *, source: MediaInfo,
-              codec: str = "auto", crf: int = 18, keep_size: bool = False):
-    """The writer OUTPUT's form asks for. `keep_size` scales back to the input's size (even sides for video)."""
+              codec: str = "auto", crf: int = 18, keep_size: bool = False, overwrite: bool = False):
+    """The writer OUTPUT's form asks for. `keep_size` scales back to the input's size (even sides for video);
+    the input's alpha channel is kept where OUTPUT can hold it (see `alpha_kept`)."""
     kind = output_kind(path)
     out_size = None
     if keep_size:
-        out_size = (source.width, source.height)
-        if kind == "video":
-            out_size = (max(2, source.width // 2 * 2), max(2, source.height // 2 * 2))
+        out_size = output_size(source, path)
     if kind == "video":
         return VideoWriter(path, frame_size, fps, codec=codec, crf=crf, out_size=out_size,
                            audio_from=source if source.kind == "video" else None)
+    keep_alpha = alpha_kept(source, path)
     if kind == "folder":
-        return FolderWriter(path, out_size)
-    return ImageWriter(path, out_size)
+        return FolderWriter(path, out_size, alpha_from=source.files if keep_alpha else (), overwrite=overwrite)
+    return ImageWriter(path, out_size, alpha=read_alpha(source.path) if keep_alpha else None)
+
+
+def output_size(source: MediaInfo, path: str | Path) -> tuple[int, int]:
+    """The size `keep_size` gives: the input's, made even for a video OUTPUT (H.264 with yuv420p needs it)."""
+    if output_kind(path) == "video":
+        return max(2, source.width // 2 * 2), max(2, source.height // 2 * 2)
+    return source.width, source.height
 
 
 def check_output_fits(source: MediaInfo, output: str | Path) -> None:
@@ -671,7 +745,3 @@ def check_output_fits(source: MediaInfo, output: str | Path) -> None:
     if output_kind(output) == "image" and source.kind != "image" and (source.frames or 0) != 1:
         raise ConfigError(f"OUTPUT {Path(output).name} is an image but INPUT has "
                           f"{source.frames if source.frames else 'many'} frames: give a video or folder as OUTPUT")
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, stacklevel=2)

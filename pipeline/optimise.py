@@ -69,7 +69,8 @@ class Plan:
         if coarse and not first:  # later frames: the same shape of schedule within their smaller budget
             ratio = total / cfg.iterations
             coarse = [(s, max(1, round(n * ratio))) for s, n in coarse]
-        coarse = [(s, n) for s, n in coarse if s < max(size)]
+        minimum, _ = cfg.min_side()  # a coarse scale VGG19 cannot take (an elongated frame) is left out
+        coarse = [(s, n) for s, n in coarse if s < max(size) and min(scaled_size(size, s)) >= minimum]
         if sum(n for _, n in coarse) > COARSE_SHARE * total:  # a small budget: shrink the coarse scales with it
             factor = COARSE_SHARE * total / sum(n for _, n in coarse)
             coarse = [(s, max(1, round(n * factor))) for s, n in coarse]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Iterable
 
@@ -43,12 +44,6 @@ def channels(name: str) -> int:
     convs = [c for c in _PLAN if c != "M"]
     done = sum(1 for i in CONV_INDICES if i <= index)
     return convs[max(done, 1) - 1]
-
-
-def downsampling(name: str) -> int:
-    """How many times smaller than the input a layer's feature maps are (1, 2, 4, 8, 16 or 32)."""
-    index = layer_index(name)
-    return 2 ** sum(1 for i, n in enumerate(VGG19_LAYERS) if n.startswith("pool") and i <= index)
 
 
 class VGG19Features(nn.Module):
@@ -158,6 +153,9 @@ def _as_features_state(data: object, source: str) -> dict[str, torch.Tensor]:
         if tuple(weight.shape) != (out_channels, in_channels, 3, 3) or tuple(bias.shape) != (out_channels,):
             raise WeightsError(f"{source} is not a VGG19 state dict: {VGG19_LAYERS[index]} has shape "
                                f"{tuple(weight.shape)}, VGG19 needs {(out_channels, in_channels, 3, 3)}")
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise WeightsError(f"{source} is damaged: the weights of {VGG19_LAYERS[index]} hold NaN or infinite "
+                               "values")
         in_channels = out_channels
     return {k: v.float() for k, v in state.items() if k.split(".")[0].isdigit()}
 
@@ -166,13 +164,21 @@ def load_weights(path: str | Path | None = None, progress: bool = True) -> dict[
     """VGG19 features weights from `path`, else torchvision's cache, else a download."""
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise WeightsError(f"weights file {path} is a folder; give the .pth file")
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist")
+        if path.stat().st_size == 0:
+            raise WeightsError(f"weights file {path} is empty (0 bytes)")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise WeightsError(f"{path} is not a VGG19 state dict: it is not a PyTorch file, or it holds objects "
+                               "other than tensors, which nst-video does not load (only plain state dicts, "
+                               "for safety)") from None
         except Exception as exc:
-            raise WeightsError(f"{path} is not a VGG19 state dict ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:120]})") from None
+            raise WeightsError(f"{path} is not a VGG19 state dict ({type(exc).__name__}"
+                               f"{': ' + _clip(str(exc)) if str(exc).strip() else ''})") from None
         return _as_features_state(data, str(path))
     cached = cached_weights_path()
     if not cached.exists():
@@ -186,6 +192,14 @@ def load_weights(path: str | Path | None = None, progress: bool = True) -> dict[
         raise WeightsError(f"the cached weights {cached} are damaged ({type(exc).__name__}); delete the file "
                            "and run `nst-video weights download`") from None
     return _as_features_state(data, str(cached))
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """The first line of a message, cut at a word boundary."""
+    line = text.strip().splitlines()[0]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
 
 
 def weights_identity(path: str | Path | None) -> str:

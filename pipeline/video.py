@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from . import color, media, memory, runtime
-from .config import Config, ConfigError, NSTError
+from .config import MAX_SIZE, Config, ConfigError, NSTError
+from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
 from .flow import FlowEstimator, Motion, analyse, histogram_distance, long_term_offsets, long_term_weights, warp
 from .losses import Objective, TemporalTarget, resize_image
 from .optimise import NonFiniteLoss, Plan, Result, noise_like, stylise, to_frame, to_tensor
@@ -48,6 +49,7 @@ class Job:
     save_every: int = 0                  # snapshot every N iterations of the first frame (0: never)
     snapshot: Callable[[int, np.ndarray, dict], None] | None = None
     keep_histories: bool = False         # every iteration's losses of every frame (for a loss plot)
+    overwrite: bool = False              # an OUTPUT folder's numbered frames may be replaced though not ours
 
 
 @dataclass
@@ -259,18 +261,27 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _bytes(count: float) -> str:
+    """A size in the unit that shows it: 512 KB, 3.4 MB, 12.0 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count:.0f} bytes"
+
+
 def check_disk(work: Path | None, output: Path, size: tuple[int, int], frames: int | None, passes: int,
                resumed: int = 0) -> None:
     """Refuse to start when the work directory and OUTPUT would not fit on their disks. Lossless PNG of a
-    stylised frame is about 0.6 of its raw size; the final video is far smaller than the frames."""
+    stylised frame is about 0.6 of its raw size; the final video is far smaller than the frames. Folders
+    that do not exist yet are measured at their nearest existing ancestor."""
     if not frames:
         return
     raw = size[0] * size[1] * 3
     needs: dict[Path, float] = {}
-    out_dir = output if output.is_dir() else output.parent
+    out_dir = _existing(output if media.output_kind(output) == "folder" else output.parent)
     remaining = max(0, frames - resumed)
     if work is not None:
-        work_root = work if work.exists() else work.parent
+        work_root = _existing(work)
         needs[work_root] = needs.get(work_root, 0) + raw * 0.6 * remaining * (2 if passes > 1 else 1)
     out_bytes = raw * 0.6 * frames if media.output_kind(output) == "folder" else raw * 0.05 * frames + 1e6
     needs[out_dir] = needs.get(out_dir, 0) + out_bytes
@@ -282,8 +293,15 @@ def check_disk(work: Path | None, output: Path, size: tuple[int, int], frames: i
         same = [f for f in needs if f != folder and _same_device(f, folder)]
         total = need + sum(needs[f] for f in same)
         if free < total:
-            raise NSTError(f"not enough disk space in {folder}: this job needs about {total / 1e9:.2f} GB, "
-                           f"{free / 1e9:.2f} GB are free")
+            raise NSTError(f"not enough disk space in {folder}: this job needs about {_bytes(total)}, "
+                           f"{_bytes(free)} free")
+
+
+def _existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def check_memory(device: torch.device, size: tuple[int, int], cfg: Config) -> None:
@@ -311,50 +329,113 @@ def _disk_full(error: BaseException) -> bool:
     return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in str(error)
 
 
+def reads_of(input_path: Path, styles: tuple[Path, ...], cfg: Config) -> dict[str, list[Path]]:
+    """Every file a job reads, by role: OUTPUT (and any other file it writes) may be none of them."""
+    input_path = Path(input_path)
+    reads: dict[str, list[Path]] = {"INPUT": [input_path]}
+    if input_path.is_dir():
+        reads["INPUT"] += [p for p in input_path.iterdir() if media.is_image_path(p)]
+    reads["STYLE"] = list(styles)
+    if cfg.weights:
+        reads["weights file"] = [Path(cfg.weights)]
+    if cfg.init not in ("content", "noise"):
+        reads["init image"] = [Path(cfg.init)]
+    return reads
+
+
+def check_frame_size(source: media.MediaInfo, size: tuple[int, int], cfg: Config) -> None:
+    """Refuse frames too small on their shortest side for the deepest VGG19 layer used (its poolings would
+    leave nothing), naming the minimum and the --size that reaches it."""
+    minimum, layer = cfg.min_side()
+    if min(size) >= minimum:
+        return
+    longest, shortest = max(source.width, source.height), min(source.width, source.height)
+    needed = -(-minimum * longest // max(1, shortest))
+    where = f"INPUT is {source.width}x{source.height} px, so its frames would be {size[0]}x{size[1]} at --size {cfg.size}"
+    if needed <= min(MAX_SIZE, max(cfg.size, longest) * 4):
+        raise ConfigError(f"{where}; VGG19 needs at least {minimum} px on the shortest side for {layer}: "
+                          f"use --size {needed + needed % 2} or more")
+    raise ConfigError(f"{where}; VGG19 needs at least {minimum} px on the shortest side for {layer}, which no "
+                      "--size reaches: crop or pad the input")
+
+
+def prepare_notices(source: media.MediaInfo, output: Path, cfg: Config) -> list[str]:
+    """What the user should know before the work starts: an odd size made even, an alpha channel dropped."""
+    notices = []
+    if cfg.keep_size and media.output_kind(output) == "video":
+        even = media.output_size(source, output)
+        if even != (source.width, source.height):
+            notices.append(f"--keep-size: INPUT is {source.width}x{source.height}, but a video needs even sides: "
+                           f"OUTPUT is {even[0]}x{even[1]}")
+    if source.alpha and not media.alpha_kept(source, output):
+        notices.append(f"INPUT has an alpha channel (transparency), which {output.name} cannot hold: it is dropped "
+                       "(write PNG, TIFF or WebP images, or a frame folder, to keep it"
+                       + (")" if source.kind != "video" else "; videos are read without alpha)"))
+    return notices
+
+
 def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
         stop: StopFlag | None = None) -> Summary:
-    """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages."""
+    """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages. Everything that can be
+    checked is checked before anything is created, so a refused command leaves nothing behind."""
     emit = events or (lambda event: None)
     started = time.perf_counter()
+    output = Path(job.output)
     source = media.inspect_input(job.input)
-    media.check_output_fits(source, job.output)
-    media.check_writable(job.output)
+    if cfg.init not in ("content", "noise") and not Path(cfg.init).is_file():
+        raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
+    check_not_overwriting(output, reads_of(job.input, job.styles, cfg), folder=media.output_kind(output) == "folder")
+    media.check_output_fits(source, output)
+    media.check_writable(output, overwrite=job.overwrite)
     if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
         raise ConfigError(f"--style-blend has {len(cfg.style_blend)} weights for {len(job.styles)} style images")
     styles = [media.read_image(path) for path in job.styles]
-    init_image = None
-    if cfg.init not in ("content", "noise"):
-        if not Path(cfg.init).is_file():
-            raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
-        init_image = media.read_image(cfg.init)
+    init_image = media.read_image(cfg.init) if cfg.init not in ("content", "noise") else None
     if source.kind == "image":
         cfg = cfg.replace(passes=1)  # nothing to sweep
     device = runtime.select_device(cfg.device)
     size = media.working_size(source.width, source.height, cfg.size)
+    check_frame_size(source, size, cfg)
     fps = cfg.fps or source.fps or media.DEFAULT_FOLDER_FPS
     check_memory(device, size, cfg)
-    runtime.reset_peak_memory(device)
-    summary = Summary(output=Path(job.output))
-
-    work = None
-    if source.kind != "image":
-        work = WorkDir(job.work_dir or default_work_dir(job.output))
+    if media.output_kind(output) == "video":
+        media.check_encoder(cfg.codec, cfg.crf, output)
+    work = WorkDir(job.work_dir or default_work_dir(output)) if source.kind != "image" else None
+    check_disk(work.path if work else None, output, size, source.frames, cfg.passes,
+               work.finished_count() if work else 0)
+    identity = None
+    if work is not None:
         identity = {"version_format": 1, "config": cfg.frames_dict(), "input": _input_identity(source),
                     "styles": [_file_digest(p) for p in job.styles], "weights": weights_identity(cfg.weights),
                     "size": list(size), "fps": f"{fps.numerator}/{fps.denominator}",
                     "init": _file_digest(Path(cfg.init)) if init_image is not None else cfg.init}
-        work.open(identity, restart=job.restart)
+
+    # Every check passed: from here on, things are created.
+    runtime.reset_peak_memory(device)
+    summary = Summary(output=output)
+    created = make_parent(output)
+    if work is not None:
+        taken_over = work.open(identity, restart=job.restart)
         summary.work_dir = work.path
-    check_disk(work.path if work else None, Path(job.output), size, source.frames, cfg.passes,
-               work.finished_count() if work else 0)
+        if taken_over:
+            emit(Notice(taken_over))
+    for message in prepare_notices(source, output, cfg):
+        summary.warnings.append(message)
+        emit(Notice(message))
+    removed = remove_dead_partials(output)  # after the work directory's lock: no live run of this job is left
+    if removed:
+        emit(Notice(f"removed {len(removed)} temporary file{'s' if len(removed) > 1 else ''} left by earlier runs "
+                    f"that died ({', '.join(p.name for p in removed)})"))
     try:
         _Loop(job, cfg, source, size, fps, device, styles, init_image, work, summary, emit, stop).run()
     except BaseException as error:
-        if work is not None:
-            work.close()
-        if _disk_full(error) and work is not None:
-            raise NSTError(f"disk full: {work.finished_count()} finished frames are kept in {work.path}; "
-                           "free some space and rerun the same command to resume") from None
+        if work is None or work.discard_if_empty():  # nothing finished: nothing to resume, leave nothing behind
+            remove_if_empty(created)
+        if _disk_full(error):
+            if work is not None and work.path.exists():
+                raise NSTError(f"disk full: {work.finished_count()} finished frames are kept in {work.path}; "
+                               "free some space and rerun the same command to resume") from None
+            raise NSTError(f"disk full while writing {output}: free some space and run the command again") from None
         raise
     if work is not None:
         if job.keep_work:
@@ -392,7 +473,7 @@ class _Loop:
 
     def _open_sink(self):
         return media.open_sink(self.job.output, self.size, self.fps, source=self.source, codec=self.cfg.codec,
-                               crf=self.cfg.crf, keep_size=self.cfg.keep_size)
+                               crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
     def _record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
                 reliable: float | None) -> None:

@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from .config import ConfigError, NSTError
-from .media import FRAME_NAME, fsync_dir, write_image
+from .files import fsync_dir
+from .media import FRAME_NAME, write_image
 
 FORMAT = 1
 
@@ -54,14 +55,33 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_IDENTITY_NAMES = {"size": "frame size", "input": "INPUT", "styles": "STYLE", "weights": "weights",
+                   "fps": "frame rate", "init": "init image", "version_format": "format"}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What changed between two job identities, each named once: config keys with old -> new values, then
+    the job's other parts (INPUT, STYLE, frame size, ...)."""
     changed = []
-    for key in sorted(set(old) | set(new)):
-        if key == "config":
-            a, b = old.get(key, {}), new.get(key, {})
-            changed += [f"{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif old.get(key) != new.get(key):
-            changed.append(key)
+    a, b = old.get("config", {}), new.get("config", {})
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            changed.append(f"{key} {_short(a.get(key))} -> {_short(b.get(key))}")
+    for key in sorted((set(old) | set(new)) - {"config"}):
+        if old.get(key) == new.get(key):
+            continue
+        if key == "size" and "size" in a and a.get("size") != b.get("size"):
+            continue  # the frame size follows from the size key, named above
+        name = _IDENTITY_NAMES.get(key, key)
+        changed.append(f"{name} {_short(old.get(key))} -> {_short(new.get(key))}" if key in ("size", "fps")
+                       else name)
     return changed
 
 
@@ -71,15 +91,28 @@ class WorkDir:
         self.frames = self.path / "frames"
         self.inputs = self.path / "inputs"
         self._lock_handle = None
-        self.created = False
 
     # -- opening ------------------------------------------------------------------------------------
-    def open(self, identity: dict[str, Any], *, restart: bool = False) -> None:
+    def open(self, identity: dict[str, Any], *, restart: bool = False) -> str | None:
         """Create, or reopen a directory of the same job. Refuses another job's or another version's
-        directory unless `restart` (which discards it)."""
+        directory that holds finished frames unless `restart` (which discards it); one without finished
+        frames holds nothing to lose and is taken over. Returns a notice when it was taken over."""
         job_file = self.path / "job.json"
+        notice = None
+        if not restart and job_file.exists() and self.finished_count() == 0:
+            try:
+                old = json.loads(job_file.read_text())
+            except (OSError, ValueError):
+                old = {}
+            # Only a directory of this format: another version may keep its frames elsewhere.
+            if old.get("format") == FORMAT and old.get("hash") != identity_hash(identity):
+                restart = True
+                notice = f"work directory {self.path} held no finished frame of another job: reused"
         if restart and self.path.exists():
             self._check_ours()
+            if (self.path / "lock").exists():
+                self._lock()  # never discard a directory a live run holds
+            self.close()
             shutil.rmtree(self.path)
         if job_file.exists():
             try:
@@ -99,7 +132,6 @@ class WorkDir:
         try:
             self.frames.mkdir(parents=True, exist_ok=True)
             if not job_file.exists():
-                self.created = True
                 write_json(job_file, {"format": FORMAT, "hash": identity_hash(identity), "identity": identity})
             probe = self.path / ".write-test"
             probe.write_text("ok")
@@ -109,6 +141,7 @@ class WorkDir:
                 raise WorkDirError(f"work directory {self.path} is not writable ({exc.strerror})") from None
             raise WorkDirError(f"cannot use work directory {self.path}: {exc.strerror}") from None
         self._lock()
+        return notice
 
     def _check_ours(self) -> None:
         if self.path.exists() and not (self.path / "job.json").exists() and any(self.path.iterdir()):
@@ -158,7 +191,16 @@ class WorkDir:
         return self.load_frame(index, size, folder=self.inputs)
 
     def finished_count(self) -> int:
-        return sum(1 for _ in self.frames.glob("*.png"))
+        return sum(1 for _ in self.frames.glob("*.png")) if self.frames.is_dir() else 0
+
+    def discard_if_empty(self) -> bool:
+        """After a failed run: remove the directory if it holds no finished frame (nothing to resume), so a
+        refused or failed command leaves nothing behind. True if removed."""
+        if self.path.exists() and (self.path / "job.json").exists() and self.finished_count() == 0:
+            self.remove()
+            return True
+        self.close()
+        return False
 
     # -- progress of later passes and the per-frame log ---------------------------------------------
     def pass_state(self) -> tuple[int, int]:

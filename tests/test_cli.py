@@ -229,7 +229,7 @@ def test_video_to_video_keeps_rate_and_audio(cli, tmp_path, weights_file, style_
 def test_folder_to_video_with_fps_and_video_to_folder(cli, tmp_path, weights_file, style_image, clip):
     frames = tmp_path / "frames"
     assert cli(clip, style_image, frames, "--weights", weights_file, *FAST).exit_code == 0
-    assert sorted(p.name for p in frames.iterdir()) == [f"{i:06d}.png" for i in range(8)]
+    assert sorted(p.name for p in frames.iterdir()) == [".nst-video.json"] + [f"{i:06d}.png" for i in range(8)]
     out = tmp_path / "from_frames.mkv"
     assert cli(frames, style_image, out, "--weights", weights_file, *FAST, "--fps", "12", "--crf", "30",
                "--codec", "h264").exit_code == 0
@@ -241,7 +241,7 @@ def test_image_to_video_and_folder(cli, tmp_path, weights_file, style_image, con
     assert cli(content_image, style_image, tmp_path / "still.mp4", "--weights", weights_file, *FAST).exit_code == 0
     assert media.probe_video(tmp_path / "still.mp4").frames == 1
     assert cli(content_image, style_image, tmp_path / "dir", "--weights", weights_file, *FAST).exit_code == 0
-    assert [p.name for p in (tmp_path / "dir").iterdir()] == ["000000.png"]
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [".nst-video.json", "000000.png"]
 
 
 def test_style_blend_original_colors_init_and_optimizer_options(cli, tmp_path, weights_file, style_image,
@@ -368,3 +368,260 @@ def test_bad_multiscale_options(cli, tmp_path, weights_file, style_image, clip):
     assert result.exit_code == 2 and "ascending" in one_line_error(result)
     result = cli(clip, style_image, tmp_path / "o.mp4", "--weights", weights_file, *FAST, "--scales", "a,b")
     assert result.exit_code == 2 and "scales: expected" in one_line_error(result)
+
+
+# ---- nothing of the user's is ever lost (the contract in README's error section) ---------------------
+
+def _spellings(tmp_path, target: Path) -> dict[str, str]:
+    """OUTPUT names for `target` (which is in tmp_path/"in"): relative, ./, .., absolute, symlink, hard link."""
+    import os
+
+    os.symlink(target.name, target.with_name(f"link{target.suffix}"))
+    names = {"relative": f"in/{target.name}", "dot": f"./in/{target.name}", "dotdot": f"in/../in/{target.name}",
+             "absolute": str(target), "symlink": f"in/link{target.suffix}"}
+    if target.is_file():
+        os.link(target, target.with_name(f"hard{target.suffix}"))
+        names["hardlink"] = f"in/hard{target.suffix}"
+    return names
+
+
+@pytest.mark.parametrize("spelling", ["relative", "dot", "dotdot", "absolute", "symlink", "hardlink"])
+def test_output_that_is_the_input_or_style_is_refused(cli, tmp_path, weights_file, style_image, content_image,
+                                                      clip, monkeypatch, spelling):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image, video, style = folder / "a.png", folder / "v.mp4", folder / "s.png"
+    for source, copy in ((content_image, image), (clip, video), (style_image, style)):
+        copy.write_bytes(source.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for target, args in ((image, ["in/a.png", "in/s.png"]), (video, ["in/v.mp4", "in/s.png"]),
+                         (style, ["in/a.png", "in/s.png"])):
+        before = target.read_bytes()
+        name = _spellings(tmp_path, target)[spelling]
+        result = cli(*args, name, "--weights", weights_file, *FAST)
+        assert result.exit_code == 2, result.stderr
+        role = "STYLE" if target == style else "INPUT"
+        assert f"is the {role}" in one_line_error(result)
+        assert target.read_bytes() == before
+        for extra in folder.glob("*"):
+            if extra.name.startswith(("link", "hard")):
+                extra.unlink()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no work directory, no partial file
+
+
+def test_a_frame_folder_given_as_input_and_output_is_refused(cli, tmp_path, weights_file, style_image, clip):
+    frames = tmp_path / "frames"
+    assert cli(clip, style_image, frames, "--weights", weights_file, *FAST).exit_code == 0
+    before = {p.name: p.read_bytes() for p in frames.iterdir()}
+    for spelling in (frames, f"{frames}/", tmp_path / "frames" / ".." / "frames"):
+        result = cli(frames, style_image, spelling, "--weights", weights_file, *FAST)
+        assert result.exit_code == 2 and "is the INPUT" in one_line_error(result)
+    assert {p.name: p.read_bytes() for p in frames.iterdir()} == before
+    result = cli(frames, style_image, tmp_path, "--weights", weights_file, *FAST)
+    assert result.exit_code == 2 and "holds the INPUT" in one_line_error(result)
+
+
+def test_foreign_numbered_frames_in_an_output_folder_survive(cli, tmp_path, weights_file, style_image, clip,
+                                                             content_image):
+    out = tmp_path / "o"
+    out.mkdir()
+    foreign = out / "000009.png"
+    foreign.write_bytes(content_image.read_bytes())
+    result = cli(clip, style_image, out, "--weights", weights_file, *FAST)
+    assert result.exit_code == 2 and "did not write (000009.png)" in one_line_error(result)
+    assert foreign.read_bytes() == content_image.read_bytes() and [p.name for p in out.iterdir()] == ["000009.png"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o")]
+    # our own earlier output is replaced without asking; a foreign frame only with --overwrite
+    assert cli(clip, style_image, out, "--weights", weights_file, *FAST, "--overwrite").exit_code == 0
+    assert not foreign.exists() and len(list(out.glob("*.png"))) == 8
+    assert cli(clip, style_image, out, "--weights", weights_file, *FAST, "--frame-iterations", "2").exit_code == 0
+
+
+def test_refused_commands_leave_nothing_and_block_nothing(cli, tmp_path, weights_file, style_image, clip,
+                                                          monkeypatch):
+    out = tmp_path / "out.mp4"
+    result = cli(clip, style_image, out, "--weights", weights_file, *FAST, "--codec", "prores")
+    assert result.exit_code == 2 and "cannot go in a .mp4 file" in one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # a work directory with no finished frame (left by an older version, or a crash before frame 0) never
+    # blocks the corrected command
+    from pipeline import workdir
+
+    stale = workdir.WorkDir(workdir.default_work_dir(out))
+    stale.open({"another": "job"})
+    stale.close()
+    result = cli(clip, style_image, out, "--weights", weights_file, *[a for a in FAST if a != "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert "held no finished frame of another job: reused" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_bad_codec_is_found_before_any_work(cli, tmp_path, weights_file, style_image, clip, monkeypatch):
+    from pipeline import video
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a frame was optimised")
+
+    monkeypatch.setattr(video.Stylist, "__init__", no_work)
+    for codec, message in (("bogus", "this ffmpeg has no such encoder"), ("ffv1", "cannot go in a .mp4")):
+        result = cli(clip, style_image, tmp_path / "out.mp4", "--weights", weights_file, *FAST, "--codec", codec)
+        assert result.exit_code == 2 and message in one_line_error(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_check_that_fails_leaves_nothing_and_shows_readable_sizes(cli, tmp_path, weights_file, style_image,
+                                                                         clip, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 3000, 3000))
+    out = tmp_path / "sub" / "out.mp4"
+    result = cli(clip, style_image, out, "--weights", weights_file, *FAST)
+    message = one_line_error(result)
+    assert result.exit_code == 1 and "not enough disk space" in message
+    assert "about 1.0 MB, 3.0 KB free" in message and "0.00 GB" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_thin_a_frame_is_refused_naming_the_minimum(cli, tmp_path, weights_file, style_image):
+    thin, narrow = tmp_path / "thin.png", tmp_path / "narrow.png"
+    media.write_image(thin, np.zeros((2, 4000, 3), np.uint8))
+    media.write_image(narrow, np.zeros((10, 300, 3), np.uint8))
+    result = cli(thin, style_image, tmp_path / "o.png", "--weights", weights_file, *FAST)
+    assert result.exit_code == 2 and "at least 16 px on the shortest side for relu5_1" in one_line_error(result)
+    result = cli(narrow, style_image, tmp_path / "o.png", "--weights", weights_file, *FAST)
+    assert result.exit_code == 2 and "use --size 480 or more" in one_line_error(result)
+    # the advice works: the coarse scales that would be too thin are left out, not crashed on
+    result = cli(narrow, style_image, tmp_path / "o.png", "--weights", weights_file, *FAST, "--size", "480",
+                 "--iterations", "4")
+    assert result.exit_code == 0, result.stderr
+    assert media.read_image(tmp_path / "o.png").shape == (16, 480, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "nan"], "lr must be a finite number, not nan"),
+    (["--content-weight", "inf"], "content_weight must be a finite number, not inf"),
+    (["--style-blend", "nan"], "style_blend must be a finite number"),
+    (["--style-blend", "a"], "style_blend: expected comma-separated numbers, got 'a'"),
+    (["--tolerance", "nan"], "tolerance must be a finite number"),
+])
+def test_non_finite_and_malformed_numbers_are_usage_errors(cli, tmp_path, weights_file, style_image, content_image,
+                                                           args, message):
+    result = cli(content_image, style_image, tmp_path / "o.png", "--weights", weights_file, *FAST, *args)
+    assert result.exit_code == 2 and message in one_line_error(result)
+
+
+def test_weights_files_empty_damaged_or_non_finite(cli, tmp_path, style_image, content_image, weights_file):
+    import torch
+
+    empty, pickled, nan = tmp_path / "empty.pth", tmp_path / "pickled.pth", tmp_path / "nan.pth"
+    empty.write_bytes(b"")
+    torch.save({"evil": print}, pickled)  # a pickled function: refused by the weights-only loader
+    state = torch.load(weights_file, weights_only=True)
+    state[next(iter(state))][0, 0, 0, 0] = float("nan")
+    torch.save(state, nan)
+    for path, message in ((empty, "is empty (0 bytes)"), (pickled, "holds objects other than tensors"),
+                          (nan, "is damaged: the weights of conv1_1 hold NaN")):
+        result = cli(content_image, style_image, tmp_path / "o.png", "--weights", path, *FAST)
+        line = one_line_error(result)
+        assert result.exit_code == 1 and message in line, line
+        assert line.endswith((")", "safety)", "values")), line  # never cut mid-word
+        result = cli("weights", "--weights", path)
+        assert result.exit_code == 1 and message in one_line_error(result)
+
+
+def test_folders_where_files_are_expected_say_so(cli, tmp_path, weights_file, content_image):
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    result = cli(content_image, folder, tmp_path / "o.png", "--weights", weights_file, *FAST)
+    assert result.exit_code == 2 and "styles is a folder; give an image file" in one_line_error(result)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"weights: {folder}\n")
+    result = cli(content_image, content_image, tmp_path / "o.png", "--config", config, *FAST)
+    assert result.exit_code == 1 and "is a folder; give the .pth file" in one_line_error(result)
+
+
+def test_a_clip_with_no_decodable_frame(cli, tmp_path, weights_file, style_image, clip):
+    import struct
+
+    data = bytearray(clip.read_bytes())
+    start = data.find(b"mdat")
+    size = struct.unpack(">I", data[start - 4:start])[0]
+    data[start + 4:start - 4 + size] = bytes(size - 8)  # every frame's data zeroed, the headers kept
+    broken = tmp_path / "zeroed.mp4"
+    broken.write_bytes(data)
+    out = tmp_path / "out" / "o.mp4"
+    result = cli(broken, style_image, out, "--weights", weights_file, *FAST)
+    assert result.exit_code == 1 and "no frame could be decoded (ffmpeg: " in one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zeroed.mp4"]  # no work directory, no output folder
+
+
+def test_an_input_whose_name_starts_with_a_dash(cli, tmp_path, weights_file, style_image, content_image,
+                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-in.png").write_bytes(content_image.read_bytes())
+    result = cli("--weights", weights_file, *FAST, "--", "-in.png", style_image, "-out.png")
+    assert result.exit_code == 0, result.stderr
+    assert media.read_image(tmp_path / "-out.png").shape == (48, 64, 3)
+
+
+def test_duplicate_keys_in_a_config_are_an_error(cli, tmp_path, weights_file, style_image, content_image):
+    config = tmp_path / "c.yaml"
+    config.write_text("size: 64\niterations: 5\nsize: 96\n")
+    result = cli(content_image, style_image, tmp_path / "o.png", "--weights", weights_file, "--config", config)
+    assert result.exit_code == 2 and "key 'size' given twice (first on line 1)" in one_line_error(result)
+
+
+def test_keep_size_on_an_odd_sized_input_says_so(cli, tmp_path, weights_file, style_image):
+    odd = tmp_path / "odd.png"
+    media.write_image(odd, np.random.default_rng(0).integers(0, 255, (45, 67, 3)).astype(np.uint8))
+    result = cli(odd, style_image, tmp_path / "o.mp4", "--weights", weights_file, *FAST, "--keep-size")
+    assert result.exit_code == 0
+    assert "warning: --keep-size: INPUT is 67x45, but a video needs even sides: OUTPUT is 66x44" in result.stderr
+    assert media.probe_video(tmp_path / "o.mp4").size == (66, 44)
+
+
+def test_alpha_is_kept_where_the_output_can_hold_it_and_warned_about_elsewhere(cli, tmp_path, weights_file,
+                                                                               style_image):
+    import cv2
+
+    rgba = np.random.default_rng(0).integers(0, 255, (48, 64, 4)).astype(np.uint8)
+    rgba[:, :32, 3] = 0
+    rgba[:, 32:, 3] = 255
+    source = tmp_path / "cut-out.png"
+    cv2.imwrite(str(source), rgba)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"f{i}.png"), rgba)
+    result = cli(source, style_image, tmp_path / "o.png", "--weights", weights_file, *FAST)
+    assert result.exit_code == 0 and "alpha" not in result.stderr
+    kept = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert kept.shape == (48, 64, 4) and np.array_equal(kept[..., 3], rgba[..., 3])
+    assert cli(folder, style_image, tmp_path / "styled", "--weights", weights_file, *FAST).exit_code == 0
+    assert np.array_equal(cv2.imread(str(tmp_path / "styled" / "000001.png"), cv2.IMREAD_UNCHANGED)[..., 3],
+                          rgba[..., 3])
+    result = cli(source, style_image, tmp_path / "o.jpg", "--weights", weights_file, *FAST)
+    assert result.exit_code == 0
+    assert "warning: INPUT has an alpha channel (transparency), which o.jpg cannot hold: it is dropped" in result.stderr
+
+
+def test_every_output_file_gets_its_missing_folders_created(cli, tmp_path, weights_file, style_image, clip,
+                                                            content_image):
+    log, plot = tmp_path / "logs" / "run.jsonl", tmp_path / "plots" / "loss.png"
+    result = cli(content_image, style_image, tmp_path / "images" / "o.png", "--weights", weights_file, *FAST,
+                 "--log", log, "--loss-plot", plot)
+    assert result.exit_code == 0, result.stderr
+    assert log.exists() and plot.exists() and (tmp_path / "images" / "o.png").exists()
+    result = cli("eval", clip, clip, "--plot", tmp_path / "eval" / "flicker.png", "--json", tmp_path / "j" / "e.json")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "eval" / "flicker.png").exists() and (tmp_path / "j" / "e.json").exists()
+    # and a refused command creates none of them
+    result = cli(content_image, style_image, tmp_path / "never" / "o.png", "--weights", weights_file, *FAST,
+                 "--log", tmp_path / "never-log" / "run.jsonl", "--lr", "-1")
+    assert result.exit_code == 2
+    assert not (tmp_path / "never").exists() and not (tmp_path / "never-log").exists()
+    result = cli(content_image, style_image, tmp_path / "o2.png", "--weights", weights_file, *FAST, "--log",
+                 content_image)
+    assert result.exit_code == 2 and "--log" in one_line_error(result) and "is the INPUT" in one_line_error(result)

@@ -114,7 +114,7 @@ def test_frame_folder_natural_order_and_size_check(tmp_path):
 def test_folder_to_video_and_video_to_folder(clip, tmp_path):
     frames_dir = tmp_path / "frames"
     assert _copy_frames(clip, frames_dir) == 8
-    assert sorted(p.name for p in frames_dir.iterdir())[:2] == ["000000.png", "000001.png"]
+    assert sorted(p.name for p in frames_dir.glob("*.png"))[:2] == ["000000.png", "000001.png"]
     out = tmp_path / "from_frames.mp4"
     _copy_frames(frames_dir, out)
     info = media.probe_video(out)

@@ -75,12 +75,27 @@ def test_sigkill_then_rerun_gives_the_same_frames(tmp_path, frames_dir, weights_
     result = run(command(frames_dir, style_image, out, weights_file, "--log", tmp_path / "log.jsonl"))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert events[0]["resumed"] >= kept - 1
+    started = next(e for e in events if e["event"] == "started")
+    assert started["resumed"] >= kept - 1
+    assert any(e["event"] == "warning" and "left by earlier runs that died" in e["message"] for e in events)
     resumed_frames = frames_of(out)
     assert len(resumed_frames) == len(uninterrupted) == 14
     for a, b in zip(resumed_frames, uninterrupted):
         assert np.array_equal(a, b)                           # bit-identical on the CPU
     assert not work.exists()                                  # removed once OUTPUT is complete
+
+
+def test_sigkill_while_encoding_then_rerun_leaves_exactly_output(tmp_path, frames_dir, weights_file, style_image):
+    folder = tmp_path / "renders"
+    out = folder / "out.mp4"
+    killed_after(3, command(frames_dir, style_image, out, weights_file), workdir.default_work_dir(out))
+    leftovers = [p.name for p in folder.iterdir() if ".partial-" in p.name]
+    assert leftovers and not out.exists()  # the killed encoder's temporary file, never OUTPUT
+    result = run(command(frames_dir, style_image, out, weights_file))
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 temporary file left by earlier runs that died" in result.stderr
+    assert [p.name for p in folder.iterdir()] == ["out.mp4"]
+    assert media.probe_video(out).frames == 14
 
 
 def test_sigterm_stops_after_the_frame_and_resumes(tmp_path, frames_dir, weights_file, style_image, uninterrupted):
@@ -126,8 +141,10 @@ def test_a_changed_job_is_refused_without_restart(tmp_path, frames_dir, weights_
     work = workdir.default_work_dir(out)
     killed_after(2, command(frames_dir, style_image, out, weights_file), work)
     result = run(command(frames_dir, style_image, out, weights_file, "--style-weight", "2e5"))
-    assert result.returncode == 2 and "holds another job (changed: style_weight)" in result.stderr
+    assert result.returncode == 2 and "holds another job (changed: style_weight 100000.0 -> 200000.0)" in result.stderr
     assert "--restart" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run(command(frames_dir, style_image, out, weights_file, "--iterations", "8", "--size", "48"))
+    assert result.returncode == 2 and "(changed: iterations 10 -> 8, size 64 -> 48)" in result.stderr  # each once
     result = run(command(frames_dir, style_image, out, weights_file, "--style-weight", "2e5", "--restart", "--crf", "30"))
     assert result.returncode == 0 and len(frames_of(out)) == 14
 

@@ -5,7 +5,8 @@ import torchvision
 
 from pipeline.config import VGG19_LAYERS
 from pipeline.synthetic import random_vgg19_weights
-from pipeline.vgg import (VGG19Features, WeightsError, cached_weights_path, channels, downsampling, load_weights)
+from pipeline.config import downsampling
+from pipeline.vgg import VGG19Features, WeightsError, cached_weights_path, channels, load_weights
 
 
 def test_layer_names_follow_torchvision_features():

@@ -1,0 +1,252 @@
+"""Files, not frames: atomic writes, and the rules that keep every file of the user's safe.
+
+- Every output is written under a temporary name beside its final path (same filesystem, so the rename is
+  atomic) and renamed when complete; a failure removes the temporary.
+- OUTPUT may never be, or hold, a file the run reads (INPUT, a STYLE image, the weights, the init image),
+  however it is spelled: `./a.png`, `../x/a.png`, an absolute path, a symbolic link, a hard link.
+- An output folder is replaced only when every numbered frame in it was written by nst-video (a marker file
+  written with the frames records which); files of any other name are never removed.
+- Temporary files of runs that died (SIGKILL, power loss) are removed by the next run of the same output,
+  never those of a live process.
+- Folders that outputs go in are created when the work starts, never by a command that is refused.
+
+numpy-free and torch-free: only the standard library.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .config import ConfigError
+
+FRAME_PATTERN = re.compile(r"\d{6}\.png")
+FOLDER_MARKER = ".nst-video.json"   # in an output folder: the frames nst-video wrote there
+
+
+# ---- atomic writes ------------------------------------------------------------------------------------
+
+def temp_sibling(path: Path, suffix: str = "") -> Path:
+    """A temporary name beside `path` (same filesystem, so the final rename is atomic), tagged with our pid
+    so that a later run can tell a dead run's leftovers from a live run's work."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{suffix or path.suffix}")
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str | Path, data: bytes, *, durable: bool = False) -> None:
+    """Write `data` atomically: a temporary name beside `path` (removed on failure), optional fsync, rename."""
+    path = Path(path)
+    make_parent(path)
+    temp = temp_sibling(path)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+# ---- where outputs go ---------------------------------------------------------------------------------
+
+def _existing_ancestor(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_folder_writable(folder: str | Path, what: str = "output folder") -> None:
+    """`folder` exists and is writable, or can be created (its nearest existing ancestor is a writable
+    folder). Creates nothing: a refused command leaves nothing behind."""
+    folder = Path(folder) if str(folder) else Path(".")
+    ancestor = _existing_ancestor(folder)
+    if not ancestor.is_dir():
+        raise ConfigError(f"cannot create {what} {folder}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        if ancestor == Path(os.path.abspath(folder)):
+            raise ConfigError(f"{what} {folder} is not writable")
+        raise ConfigError(f"cannot create {what} {folder}: {ancestor} is not writable")
+
+
+def check_file_output(path: str | Path, option: str) -> Path:
+    """A file an option names for writing (a log, a plot, a JSON report): not a folder, and its folder
+    exists or can be created. The one rule everywhere: missing folders of outputs are created, at the
+    start of the work."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option}: {path} is a folder; give a file name")
+    check_folder_writable(path.parent, f"folder for {option}")
+    return path
+
+
+def make_parent(path: str | Path) -> list[Path]:
+    """Create the folder an output goes in (after every check passed). Returns the folders it created,
+    outermost first, so that a run which then fails with nothing to show can remove them again."""
+    parent = Path(path).parent
+    missing = []
+    folder = parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create folder {parent}: {exc.strerror}") from None
+    return missing[::-1]
+
+
+def remove_if_empty(folders: Iterable[Path]) -> None:
+    """Remove folders (innermost last in `folders`) that are still empty."""
+    for folder in reversed(list(folders)):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+# ---- never overwrite what is read ---------------------------------------------------------------------
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """The same file or folder however spelled: symbolic links and `..` resolved, hard links by inode."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, container = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return real != container and container in real.parents
+
+
+def check_not_overwriting(output: str | Path, reads: Mapping[str, Iterable[str | Path]], *,
+                          folder: bool, name: str = "OUTPUT") -> None:
+    """Refuse an output that is a file the run reads or, for a folder output (replaced whole), holds one.
+
+    `reads` maps a role ("INPUT", "STYLE", ...) to its paths; list an input folder's files with it."""
+    output = Path(output)
+    for role, paths in reads.items():
+        for path in paths:
+            path = Path(path)
+            if same_file(output, path):
+                raise ConfigError(f"{name} {output} is the {role} ({path}): it would be overwritten; "
+                                  f"give another {name}")
+            if folder and _inside(path, output):
+                raise ConfigError(f"{name} folder {output} holds the {role} {path}, which writing the frames "
+                                  f"there would destroy; give another {name}")
+
+
+# ---- output folders: know our own files ---------------------------------------------------------------
+
+def frames_marker(count: int) -> bytes:
+    return json.dumps({"writer": "nst-video", "frames": count}).encode()
+
+
+def foreign_files(folder: Path) -> tuple[list[str], list[str]]:
+    """Files in an existing output folder that nst-video did not write: (other names, numbered frames
+    that the folder's marker does not list)."""
+    ours: set[str] = set()
+    marker = folder / FOLDER_MARKER
+    try:
+        data = json.loads(marker.read_text())
+        if isinstance(data, dict) and data.get("writer") == "nst-video" and isinstance(data.get("frames"), int):
+            ours = {f"{i:06d}.png" for i in range(data["frames"])}
+    except (OSError, ValueError):
+        pass
+    others, frames = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == FOLDER_MARKER:
+            continue
+        if FRAME_PATTERN.fullmatch(entry.name) and entry.is_file():
+            if entry.name not in ours:
+                frames.append(entry.name)
+        else:
+            others.append(entry.name)
+    return others, frames
+
+
+def check_output_folder(folder: Path, *, overwrite: bool) -> None:
+    """An existing output folder may be replaced only if it holds nothing but frames we wrote (or, with
+    `overwrite`, numbered frames of anyone's); a file of any other name is never removed."""
+    if not folder.is_dir():
+        return
+    others, frames = foreign_files(folder)
+    if others:
+        raise ConfigError(f"output folder {folder} already holds other files ({others[0]}"
+                          f"{', ...' if len(others) > 1 else ''}): give an empty or new folder")
+    if frames and not overwrite:
+        raise ConfigError(f"output folder {folder} holds frames nst-video did not write ({frames[0]}"
+                          f"{', ...' if len(frames) > 1 else ''}): give an empty or new folder, "
+                          "or --overwrite to replace them")
+
+
+# ---- leftovers of dead runs ---------------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def partial_files(output: str | Path) -> list[tuple[Path, int]]:
+    """Temporary files and folders of runs writing `output` (ours and others'), with their pids."""
+    output = Path(output)
+    folder = output.parent if str(output.parent) else Path(".")
+    stem, suffix = output.stem, output.suffix
+    pattern = re.compile(rf"\.{re.escape(stem)}\.partial-(\d+)(?:{re.escape(suffix)}|\.d)" if suffix
+                         else rf"\.{re.escape(stem)}\.partial-(\d+)\.d")
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match:
+            found.append((entry, int(match.group(1))))
+    return found
+
+
+def remove_dead_partials(output: str | Path) -> list[Path]:
+    """Remove the temporary outputs that runs of `output` left when they died; a live process's are kept."""
+    removed = []
+    for path, pid in partial_files(output):
+        if _pid_alive(pid):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
