@@ -625,3 +625,16 @@ def test_every_output_file_gets_its_missing_folders_created(cli, tmp_path, weigh
     result = cli(content_image, style_image, tmp_path / "o2.png", "--weights", weights_file, *FAST, "--log",
                  content_image)
     assert result.exit_code == 2 and "--log" in one_line_error(result) and "is the INPUT" in one_line_error(result)
+
+
+def test_a_resumed_frame_is_reported_as_resumed(capsys):
+    import cli as cli_module
+    from pipeline import video
+
+    reporter = cli_module.Reporter()
+    reporter.tty, reporter.total, reporter.last_line = False, 10, float("-inf")  # a line is due
+    reporter(video.FrameDone(3, 10, 0, {}, 0.0, resumed=True))
+    reporter.last_line = float("-inf")
+    reporter(video.FrameDone(4, 10, 7, {"total": 0.5}, 1.5))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["frame 4/10: resumed (finished by an earlier run)", "frame 5/10: 7 iterations, 1.5 s, loss 0.5"]
