@@ -83,6 +83,8 @@ def _config_options(f: Callable) -> Callable:
         click.option("--passes", type=int, help=f"Multi-pass sweeps, alternating direction [{_default('passes')}]."),
         click.option("--scales", metavar="S1,S2,..", help="Coarse sizes before --size (multi-scale)."),
         click.option("--scale-iterations", metavar="N1,N2,..", help="Iterations at each coarse size."),
+        click.option("--reference-every", type=int, metavar="N",
+                     help="Also optimise every Nth frame cold (not used in the output) to report drift [off]."),
         click.option("--tolerance", type=float,
                      help=f"Stop a frame when the loss improves less than this [{_default('tolerance')}]."),
         click.option("--fps", metavar="RATE", help="Frame rate for frames in, video out (e.g. 30000/1001) [25]."),
@@ -157,7 +159,6 @@ class Reporter:
         self.log_file = log_file
         self.log = None  # opened at the first record, so a refused command creates no log file
         self.last_line = 0.0
-        self.done = 0
         self.total: int | None = None
         self.started = time.perf_counter()
         self.image = False
@@ -204,9 +205,9 @@ class Reporter:
                 self.bar.set_postfix(loss=f"{event.losses['total']:.4g}", refresh=False)
                 self.bar.refresh()
         elif isinstance(event, video.FrameDone):
-            self.done += 1
             self.record("frame", index=event.index, iterations=event.iterations, seconds=round(event.seconds, 3),
-                        losses=event.losses, cut=event.cut, resumed=event.resumed, pass_number=event.pass_number)
+                        losses=event.losses, cut=event.cut, resumed=event.resumed, pass_number=event.pass_number,
+                        reliable=event.reliable)
             if event.cut and not self.quiet:
                 self.write(f"{self.prefix}scene cut at frame {event.index}: started cold")
             if self.bar is not None and not self.image:
@@ -222,6 +223,9 @@ class Reporter:
                 else:
                     self.write(f"{self.prefix}frame {event.index + 1}{total}: {event.iterations} iterations, "
                                f"{event.seconds:.1f} s, loss {event.losses.get('total', 0):.4g}")
+        elif isinstance(event, video.Reference):
+            self.record("reference", index=event.index, iterations=event.iterations, seconds=round(event.seconds, 3),
+                        losses=event.losses)
         elif isinstance(event, video.Notice):
             self.record("warning", message=event.message)
             self.write(f"{self.prefix}warning: {event.message}")
@@ -248,6 +252,15 @@ def summary_line(summary: Any) -> str:
     if summary.first_frame_seconds is not None and later:
         parts[-1] += f"; first {summary.first_frame_seconds:.1f} s, later {sum(later) / len(later):.2f} s"
     parts[-1] += ")"
+    later_iterations = summary.iterations[1:]
+    if later_iterations and later:
+        parts.append(f"later frames {sum(later_iterations) / len(later_iterations):.0f} iterations on average, "
+                     f"{summary.early_stops} of {len(later)} stopped early at the cold level;")
+    drift = summary.drift()
+    if drift:
+        worst = max(drift, key=lambda d: d[1])
+        parts.append(f"content + style against cold references: {sum(d for _, d in drift) / len(drift):.2f}x "
+                     f"(worst {worst[1]:.2f}x at frame {worst[0]});")
     if summary.cuts:
         parts.append(f"scene cuts at {', '.join(map(str, summary.cuts))};")
     parts.append(f"-> {summary.output}")
@@ -485,7 +498,7 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
                     outcomes.append(batch.Outcome(job, "stopped", message="not started"))
                     continue
                 reporter.prefix = f"[job {position}/{len(jobs)}] "
-                reporter.bar, reporter.done = None, 0
+                reporter.bar = None
                 outcome = batch.run_one(job, base_config, options, reporter, stop,
                                         device_list[0] if device_list else None)
                 reporter.close_bar()
@@ -513,22 +526,35 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the figures and per-frame values (JSON).")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write per-frame values (CSV).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Plot temporal error per frame (PNG).")
-@click.option("--style", type=click.Path(exists=True, dir_okay=False), help="Also report each frame's style loss against STYLE.")
+@click.option("--style", type=click.Path(exists=True, dir_okay=False),
+              help="Also rate each frame: its content and style terms under the run's objective, against STYLE.")
+@click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
+              help="The settings the clip was made with (objective for --style, schedule for references).")
+@click.option("--reference-every", type=click.IntRange(1, 100000), metavar="N",
+              help="With --style: optimise every Nth ORIGINAL frame cold, as a run's first frame is, and report "
+                   "each later frame against it (drift).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights for --style.")
-@click.option("--device", default="auto", show_default=True, help="Device for --style.")
+@click.option("--device", help="Device for --style [the config's: auto].")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @handle_errors
 def eval_command(stylised: str, original: str, size: int | None, json_file: str | None, csv_file: str | None,
-                 plot: str | None, style: str | None, weights: str | None, device: str, debug: bool) -> None:
-    """Measure flicker: the temporal error of STYLISED against ORIGINAL (videos or frame folders).
+                 plot: str | None, style: str | None, config_name: str, reference_every: int | None,
+                 weights: str | None, device: str | None, debug: bool) -> None:
+    """Measure flicker and drift: the temporal error of STYLISED against ORIGINAL (videos or frame folders)
+    and, with --style, the quality of every frame.
 
     For each frame: the RMSE (0-255) between the stylised frame and the previous stylised frame warped by
     the optical flow of the ORIGINAL, over the pixels where that flow is reliable. The same figure for the
     ORIGINAL is the floor. Clips must have the same number of frames; if their sizes differ, ORIGINAL is
     resampled to STYLISED's size (with a warning). Scene cuts are reported and left out of the mean.
+    With --style and --reference-every N, sampled frames are also optimised cold from the ORIGINAL: a later
+    frame's content + style against that level shows drift (1.0: as good as a frame made on its own).
     """
     from pipeline import evaluate
 
+    if reference_every and not style:
+        raise click.BadParameter("needs --style", param_hint="--reference-every")
+    cfg = load_config(config_name, **{k: v for k, v in (("weights", weights), ("device", device)) if v})
     for path, name in ((json_file, "--json"), (csv_file, "--csv"), (plot, "--plot")):
         suffix = {"--json": ".json", "--csv": ".csv", "--plot": ".png"}[name]
         if path and Path(path).suffix.lower() != suffix:
@@ -536,7 +562,7 @@ def eval_command(stylised: str, original: str, size: int | None, json_file: str 
     output_files({"--json": json_file, "--csv": csv_file, "--plot": plot},
                  {"STYLISED": [Path(stylised)], "ORIGINAL": [Path(original)]})
     result = evaluate.evaluate_clips(Path(stylised), Path(original), size=size, style=Path(style) if style else None,
-                                     weights=weights, device=device)
+                                     cfg=cfg, reference_every=reference_every or 0)
     for message in result.warnings:
         click.echo(f"warning: {message}", err=True)
     figures_ = result.to_dict()
@@ -544,7 +570,13 @@ def eval_command(stylised: str, original: str, size: int | None, json_file: str 
     click.echo(f"temporal error (RMSE, 0-255): {figures_['temporal_error']:.3f} stylised, "
                f"{figures_['original_floor']:.3f} original (floor), {len(result.frames)} frame pairs{cuts}")
     if figures_["style_loss"] is not None:
-        click.echo(f"style loss (mean per frame): {figures_['style_loss']:.5g}")
+        content = sum(q.content for q in result.quality) / len(result.quality)
+        click.echo(f"style term (mean per frame): {figures_['style_loss']:.5g}; content term: {content:.5g}")
+    drift = figures_["drift"]
+    if drift:
+        click.echo(f"content + style against cold optimisation of the same frames: {drift['mean_ratio']:.3f}x mean, "
+                   f"worst {drift['worst_ratio']:.3f}x at frame {drift['worst_frame']}; first quarter "
+                   f"{drift['first_quarter']:.3f}x, last quarter {drift['last_quarter']:.3f}x")
     evaluate.write_outputs(result, json_file=json_file, csv_file=csv_file, plot=plot)
 
 
@@ -562,9 +594,9 @@ def _float_list(value: str | None, name: str) -> list[float] | None:
 
 def _write_json(path: str | None, data: Any) -> None:
     if path:
-        from pipeline.media import write_file
+        from pipeline.files import write_json
 
-        write_file(path, json.dumps(data, indent=1, default=str).encode())
+        write_json(path, data)
 
 
 @cli.group("bench", invoke_without_command=True)
@@ -684,6 +716,54 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
                              temporal_weights=gammas, progress=lambda m: click.echo(f"running {m}", err=True))
     click.echo(flicker_table(rows))
     _write_json(json_file, [r.__dict__ for r in rows])
+
+
+@bench_command.command("drift")
+@click.option("--frames", type=click.IntRange(12, 2000), default=100, show_default=True, help="Frames of the clip.")
+@click.option("--size", type=click.IntRange(32, 1024), default=96, show_default=True, help="Width of the clip, px.")
+@click.option("--iterations", type=click.IntRange(3, 10000), default=240, show_default=True,
+              help="Iterations of a cold frame (the first, and the plain per-frame loop the references stand for).")
+@click.option("--frame-iterations", type=click.IntRange(1, 10000), default=60, show_default=True,
+              help="Cap of each later frame.")
+@click.option("--every", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Optimise every Nth frame cold as a reference.")
+@click.option("--objective", type=click.Choice(["tutorial", "default"]), default="tutorial", show_default=True,
+              help="The PyTorch tutorial's objective (keeps content on random weights) or the product's.")
+@click.option("--variants", metavar="V1,V2,..", help="Variants to run [all]: " + ", ".join(
+    __import__("pipeline.bench", fromlist=["DRIFT_VARIANTS"]).DRIFT_VARIANTS))
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
+@click.option("--device", default="cpu", show_default=True, help="Device.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Plot content + style per frame for each variant (PNG).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the table and per-frame values as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, every: int, objective: str,
+                variants: str | None, weights: str | None, device: str, plot: str | None, json_file: str | None,
+                debug: bool) -> None:
+    """Quality over time: a long shot made in code (a pan revealing new content, a slow zoom, a disc crossing
+    the frame) stylised by each variant, every later frame judged against a cold optimisation of the same
+    frame (sampled every --every frames). A drift shows as the last quarter's ratio above the first's."""
+    from pipeline.bench import DRIFT_VARIANTS, drift_benchmark, drift_table
+
+    chosen = [v.strip() for v in variants.split(",")] if variants else None
+    for name in chosen or []:
+        if name not in DRIFT_VARIANTS:
+            raise click.BadParameter(f"unknown variant {name!r} (known: {', '.join(DRIFT_VARIANTS)})",
+                                     param_hint="--variants")
+    if plot and Path(plot).suffix.lower() != ".png":
+        raise click.BadParameter(f"{plot} must end in .png", param_hint="--plot")
+    output_files({"--plot": plot, "--json": json_file})
+    rows, cold = drift_benchmark(frames=frames, size=size, iterations=iterations, frame_iterations=frame_iterations,
+                                 every=every, objective=objective, variants=chosen, weights=weights, device=device,
+                                 progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(drift_table(rows))
+    if plot:
+        from pipeline.figures import quality_plot
+
+        quality_plot({r.name: [c + s for c, s in r.per_frame] for r in rows},
+                     {i: c + s for i, (c, s) in cold.items()}, plot,
+                     title=f"Quality over time ({frames} frames, {objective} objective)")
+    _write_json(json_file, {"rows": [r.__dict__ for r in rows], "cold": cold})
 
 
 def _figure_options(f: Callable) -> Callable:

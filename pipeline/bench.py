@@ -58,7 +58,9 @@ FLICKER_VARIANTS = {
     "cold": ("each frame cold and independent", dict(warm_start=False)),
     "plain": ("plain warm start", dict(flow=False)),
     "flow": ("flow-warped warm start", dict(temporal_weight=0.0)),
-    "temporal": ("flow + temporal loss", dict()),
+    "ruder": ("flow + Ruder's pixel-wise temporal loss", dict(temporal_detail=1.0, unreliable_init="warped",
+                                                               quality_slack=0.0)),
+    "temporal": ("flow + temporal loss (default)", dict()),
     "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
 }
 
@@ -109,7 +111,7 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
             stylised = [media.read_image(output / media.FRAME_NAME.format(i)) for i in range(frames)]
             resized = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip.frames, stylised)]
             estimated = temporal_errors(iter(stylised), iter(resized), cfg=cfg).mean("stylised")
-            finals = [summary.histories[i][-1] for i in range(frames)]
+            finals = [summary.losses[i] for i in range(frames)]
             later = summary.iterations[1:] or [0]
             rows.append(FlickerRow(
                 name, label, truth_error(stylised, clip.backward, clip.visible), estimated,
@@ -160,9 +162,7 @@ def _setup(cfg: Config, device, size: tuple[int, int]):
     autocast = configure(device, cfg.precision)
     model = prepare_model(build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
                                       cfg.weights_format, device), device)
-    objective = Objective(model, cfg.content_layers, cfg.style_layers, content_weight=cfg.content_weight,
-                          style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, loss_scale=cfg.loss_scale,
-                          style_scale=cfg.style_scale)
+    objective = Objective.from_config(model, cfg)
     objective.autocast_dtype = autocast
     content = to_tensor(media.resize(_photo("tubingen.png", 3, size), size), device)
     objective.set_style([to_tensor(_photo("the_scream.png", 7, (320, 400)), device)])
@@ -356,7 +356,7 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
         reset_peak_memory(device)
         summary = video.run(video.Job(source, (style,), workspace_root / "ours"), cfg)
         ours = [media.read_image(workspace_root / "ours" / media.FRAME_NAME.format(i)) for i in range(frames)]
-        finals = [summary.histories[i][-1] for i in range(frames)]
+        finals = [summary.losses[i] for i in range(frames)]
         progress(f"plain per-frame Gatys ({reference_evaluations} L-BFGS evaluations per frame)")
         _, objective, _ = _setup(cfg, device, (clip.frames[0].shape[1], clip.frames[0].shape[0]))
         size = media.working_size(clip.frames[0].shape[1], clip.frames[0].shape[0], cfg.size)
@@ -378,3 +378,115 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
                        truth(ours), truth(reference))
     finally:
         shutil.rmtree(workspace_root, ignore_errors=True)
+
+
+# ---- drift: quality over a long shot, later frames against cold optimisation ---------------------------
+
+# Each variant is a set of changes to the settings under test. "ruder" pins the handling of time this project
+# shipped before the drift work (Ruder's loss on every pixel, the warp repeated into revealed pixels, a plain
+# tolerance stop), so the comparison stays reproducible whatever the defaults become.
+DRIFT_VARIANTS = {
+    "ruder": ("Ruder's loss, warped fill, plain stop", dict(temporal_detail=1.0, unreliable_init="warped",
+                                                            quality_slack=0.0)),
+    "inpaint": ("+ inpainted fill", dict(temporal_detail=1.0, unreliable_init="inpaint", quality_slack=0.0)),
+    "earned": ("+ earned stop", dict(temporal_detail=1.0, unreliable_init="inpaint", quality_slack=1.15)),
+    "lowpass": ("low-pass temporal (detail 0), inpaint, earned stop",
+                dict(temporal_detail=0.0, unreliable_init="inpaint", quality_slack=1.15)),
+    "detail": ("temporal detail 0.25, inpaint, earned stop",
+               dict(temporal_detail=0.25, unreliable_init="inpaint", quality_slack=1.15)),
+    "matched": ("low-pass temporal (detail 0), matched fill, earned stop",
+                dict(temporal_detail=0.0, unreliable_init="matched", quality_slack=1.15)),
+    "matched-detail": ("temporal detail 0.25, matched fill, earned stop",
+                       dict(temporal_detail=0.25, unreliable_init="matched", quality_slack=1.15)),
+    "default": ("the current defaults", dict()),
+}
+
+
+@dataclass
+class DriftRow:
+    name: str
+    label: str
+    content_ratio: float        # later sampled frames: content term / the cold optimisation's, mean
+    style_ratio: float
+    quality_ratio: float        # (content + style) / cold, mean over the later sampled frames
+    worst_ratio: float
+    first_quarter: float        # quality ratio, mean over the sampled frames of the first quarter
+    last_quarter: float         # ... and of the last quarter: a drift shows as last > first
+    temporal_error: float       # RMSE 0-255 against the previous frame warped by flow on the input (`eval`)
+    later_iterations: float     # evaluations per later frame, mean
+    early_stops: int
+    later_frames: int
+    speedup: float              # cold per-frame evaluations / later frames' mean
+    seconds: float
+    per_frame: list[tuple[float, float]]   # (content, style) of every frame
+
+
+def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240, frame_iterations: int = 60,
+                    every: int = 10, objective: str = "tutorial", variants: list[str] | None = None,
+                    weights: str | None = None, device: str = "cpu", seed: int = 0, overrides: dict | None = None,
+                    cold: dict[int, tuple[float, float]] | None = None,
+                    progress: Callable[[str], None] = lambda message: None) -> tuple[list[DriftRow], dict[int, tuple[float, float]]]:
+    """The drift clip through each variant, and every `every`th frame optimised cold with the first frame's
+    schedule (`iterations`: the plain per-frame loop) as the level later frames are judged against.
+    `objective`: "tutorial" (the PyTorch tutorial's, which keeps content on random weights) or "default"
+    (the product's layers and pooling, with random-weight loss weights unless `weights` is given). `cold`:
+    references measured earlier with the same arguments (they do not depend on the variant)."""
+    from .synthetic import TUTORIAL_OBJECTIVE, drift_clip
+
+    workspace = Workspace.create(weights, seed)
+    try:
+        width, height = size, round(size * 2 / 3) // 2 * 2
+        clip = drift_clip(frames, width, height, background=_photo("tubingen.png", 11, (width * 3, height * 2)))
+        source = write_frames(clip, workspace.root / "input")
+        base = {"weights": workspace.weights, "size": size, "iterations": iterations,
+                "frame_iterations": frame_iterations, "device": device, "seed": seed,
+                **(MECHANICS_WEIGHTS if weights is None else {}),
+                **(TUTORIAL_OBJECTIVE if objective == "tutorial" else {}), **(overrides or {})}
+        sampled = list(range(0, frames, every))
+        if cold is None:
+            progress(f"cold references: frames {', '.join(map(str, sampled[:3]))}.. ({iterations} iterations each)")
+            cold_source = write_frames([clip[i] for i in sampled], workspace.root / "sampled")
+            cold_summary = video.run(video.Job(cold_source, (workspace.style,), workspace.root / "cold"),
+                                     Config(**{**base, "warm_start": False}))
+            cold = {index: (cold_summary.losses[k]["content"], cold_summary.losses[k]["style"])
+                    for k, index in enumerate(sampled)}
+        rows = []
+        for name in variants or list(DRIFT_VARIANTS):
+            label, changes = DRIFT_VARIANTS[name]
+            cfg = Config(**{**base, **changes})
+            progress(f"{name}: {label}")
+            output = workspace.root / f"out-{name}"
+            started = time.perf_counter()
+            summary = video.run(video.Job(source, (workspace.style,), output), cfg)
+            seconds = time.perf_counter() - started
+            per_frame = [(summary.losses[i]["content"], summary.losses[i]["style"]) for i in range(frames)]
+            later = [i for i in sampled if i > 0]
+            ratio = {i: sum(per_frame[i]) / sum(cold[i]) for i in later}
+            quarter = max(1, frames // 4)
+            first_q = [ratio[i] for i in later if i < quarter] or [ratio[later[0]]]
+            last_q = [ratio[i] for i in later if i >= frames - quarter] or [ratio[later[-1]]]
+            stylised = [media.read_image(output / media.FRAME_NAME.format(i)) for i in range(frames)]
+            originals = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip, stylised)]
+            error = temporal_errors(iter(stylised), iter(originals), cfg=cfg).mean("stylised")
+            later_iterations = float(np.mean(summary.iterations[1:]))
+            rows.append(DriftRow(
+                name, label, float(np.mean([per_frame[i][0] / cold[i][0] for i in later])),
+                float(np.mean([per_frame[i][1] / cold[i][1] for i in later])), float(np.mean(list(ratio.values()))),
+                max(ratio.values()), float(np.mean(first_q)), float(np.mean(last_q)), error, later_iterations,
+                summary.early_stops, len(summary.later_frame_seconds), iterations / later_iterations, seconds,
+                per_frame))
+        return rows, cold
+    finally:
+        workspace.cleanup()
+
+
+def drift_table(rows: list[DriftRow]) -> str:
+    lines = [f"{'variant':<52} {'content':>8} {'style':>7} {'c+s':>6} {'worst':>6} {'1st q':>6} {'last q':>6} "
+             f"{'temp.err':>8} {'it/later':>8} {'early':>7} {'speed-up':>8} {'s':>6}",
+             f"{'(ratios: later frames / cold optimisation of the same frame)':<52}"]
+    for r in rows:
+        lines.append(f"{r.name + ': ' + r.label:<52} {r.content_ratio:8.3f} {r.style_ratio:7.3f} {r.quality_ratio:6.3f} "
+                     f"{r.worst_ratio:6.3f} {r.first_quarter:6.3f} {r.last_quarter:6.3f} {r.temporal_error:8.3f} "
+                     f"{r.later_iterations:8.1f} {r.early_stops:>3}/{r.later_frames:<3} {r.speedup:7.2f}x "
+                     f"{r.seconds:6.0f}")
+    return "\n".join(lines)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import json
 import math
 import os
 import types
@@ -99,6 +98,15 @@ class Config:
     # on [0,1] pixels the squared difference is 255^2 smaller while our content is 57.6^2 smaller, so the
     # same balance is 1e3 * 255^2 / 57.6^2 = 2e4. Confirmed by the benchmark in `nst-video bench flicker`.
     temporal_weight: float = _field(2e4, doc="gamma, the temporal consistency weight (Ruder 2016 eq. 7)")
+    # A departure from Ruder's eq. 7, which holds every pixel to the warped previous result: the difference is
+    # split into a Gaussian low-pass part (what motion carries: structure, colour) and the rest (fine texture on
+    # the pixel grid). VGG19 is not shift-invariant, so texture fitted on one frame's grid costs content and
+    # style on the next; holding it pins that deficit and it accumulates frame after frame (issue: drift).
+    # Measured (`nst-video bench drift`, 40 frames, tutorial objective): later frames' content + style against
+    # cold optimisation of the same frames: detail 1 (Ruder) 1.75x, 0.25 1.54x, 0.1 1.38x, 0 1.15x; the true
+    # temporal error of `bench flicker` meanwhile 5.08 (detail 1) and 5.23 (detail 0): structure alone holds.
+    temporal_detail: float = _field(0.0, doc="weight of the fine-detail (high-pass) part of the temporal loss relative to its low-pass part (1: Ruder's loss)")
+    temporal_sigma: float = _field(1.5, doc="px, the Gaussian that splits the temporal loss into structure and detail")
     # ---- optimisation ---------------------------------------------------------------------------
     optimizer: str = _field("lbfgs", doc="lbfgs or adam")
     lr: float | None = _field(None, doc="step size; default 1 for L-BFGS, 0.02 for Adam")
@@ -106,10 +114,16 @@ class Config:
     # Measured (`nst-video bench flicker`): 40 iterations from the warped start already end below the style loss
     # of cold frames given 120; the cap leaves room, the convergence stop ends most frames sooner.
     frame_iterations: int = _field(60, doc="iteration cap for each later frame")
+    # The convergence stop is earned: a later frame may stop early only once its content + style terms are
+    # within this factor of the level the video reached cold (the first frame after each cut, and the sampled
+    # cold references); a frame that is worse keeps iterating to the cap.
+    frame_extension: float = _field(2.0, doc="a later frame still worse than the cold level (see quality_slack) at frame_iterations keeps going up to this many times frame_iterations (1: never)")
+    quality_slack: float = _field(1.15, doc="a later frame stops early only when content + style are within this factor of the cold level (0: plain tolerance stop)")
     # Coarse to fine in steps of sqrt(2), as crowsonkb/style-transfer-pytorch does; measured in `nst-video bench`.
     scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped")
     scale_iterations: tuple[int, ...] = _field((150, 100, 75, 75), doc="iterations at each coarse size (one per entry of `scales`); shrunk in proportion where they would take over 80% of the frame's budget")
     frame_scales: bool = _field(False, doc="later video frames also run the coarse scales")
+    min_scale: int = _field(128, doc="px: coarse scales smaller than this on the longest side are skipped (a 24 px scale fits nothing useful)")
     tolerance: float = _field(1e-3, doc="stop a scale when the loss improved by less than this fraction over `tolerance_window` iterations (0: off); iteration counts stay caps")
     tolerance_window: int = _field(20, doc="iterations over which `tolerance` is measured")
     init: str = _field("content", doc="content, noise, or the path of an image")
@@ -125,9 +139,12 @@ class Config:
     flow_scale: float = _field(2.0, doc="estimate flow on frames enlarged by this factor (capped at 2048 px)")
     photometric: float = _field(0.05, doc="also unreliable where the warped previous input differs by more than this (0-1; 0: off)")
     boundary_rule: bool = _field(False, doc="Ruder's motion-boundary test (off: on DIS flows it drops well-tracked pixels)")
-    # Ruder et al. start from the warp everywhere; starting unreliable pixels from the content frame instead
-    # restylises them from scratch each frame: measured, 7.6 -> 6.0 true temporal error with the warp.
-    unreliable_init: str = _field("warped", doc="start of unreliable (disoccluded) pixels: warped (the warp everywhere, as in Ruder's paper), content, or noise")
+    # Ruder et al. start from the warp everywhere; starting unreliable pixels from the raw content frame instead
+    # restylises them from scratch each frame (measured earlier: 7.6 -> 6.0 true temporal error with the warp).
+    # Revealed pixels (an edge entering, a region uncovered) started from the warp repeat its border pixels as
+    # streaks that later frames carry on; inpainting extrapolates the same streaks at an edge. "matched" starts
+    # them from the frame's own content mapped into the video's palette (a test guards the streaks).
+    unreliable_init: str = _field("matched", doc="start of unreliable (disoccluded) pixels: warped (the warp everywhere, as in Ruder's paper), inpaint (the warped result filled in from reliable neighbours), matched (the content in the stylised palette), content, or noise")
     long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)")
     passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)")
     pass_iterations: int = _field(50, doc="iterations per frame in each pass after the first")
@@ -141,6 +158,8 @@ class Config:
     crf: int = _field(18, frames=False, doc="encoder quality (lower is better)")
     codec: str = _field("auto", frames=False, doc="auto (H.264; VP9 for .webm), h264, h265, vp9, prores, ffv1 or an ffmpeg encoder")
     keep_size: bool = _field(False, frames=False, doc="scale the result back to the input's size")
+    # ---- quality over time --------------------------------------------------------------------
+    reference_every: int = _field(0, frames=False, doc="also optimise every Nth frame cold (not used in the output) to report drift as later frames against cold (0: off)")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -167,15 +186,12 @@ class Config:
         keep = {f.name for f in fields(self) if f.metadata.get("frames", True)}
         return {k: v for k, v in self.to_dict().items() if k in keep}
 
-    def fingerprint(self) -> str:
-        return json.dumps(self.frames_dict(), sort_keys=True)
-
     def coarse_sizes(self) -> list[tuple[int, int]]:
         """(longest side px, iterations) of each coarse scale that applies to `size`."""
         out = []
         for scale, iterations in zip(self.scales, self.scale_iterations):
             pixels = round(scale * self.size) if scale <= 1 else round(scale)
-            if MIN_SIZE <= pixels < self.size:
+            if max(MIN_SIZE, self.min_scale) <= pixels < self.size:
                 out.append((pixels, iterations))
         return out
 
@@ -203,7 +219,7 @@ _CHOICES = {
     "precision": ("fp32", "tf32", "bf16"),
     "flow_method": ("dis", "farneback"),
     "dis_preset": ("ultrafast", "fast", "medium"),
-    "unreliable_init": ("content", "noise", "warped"),
+    "unreliable_init": ("content", "noise", "warped", "inpaint", "matched"),
 }
 MIN_SIZE, MAX_SIZE = 32, 8192
 
@@ -239,6 +255,14 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must be at least 1, not {getattr(cfg, key)}")
     if cfg.long_term < 0 or cfg.long_term > 8:
         raise ConfigError(f"long_term must be between 0 and 8, not {cfg.long_term}")
+    if cfg.reference_every < 0 or cfg.min_scale < 0:
+        raise ConfigError("reference_every and min_scale must not be negative")
+    if cfg.frame_extension < 1:
+        raise ConfigError(f"frame_extension must be at least 1, not {cfg.frame_extension}")
+    if cfg.temporal_detail < 0 or cfg.temporal_sigma <= 0:
+        raise ConfigError("temporal_detail must not be negative and temporal_sigma must be positive")
+    if cfg.quality_slack != 0 and cfg.quality_slack < 1:
+        raise ConfigError(f"quality_slack must be 0 (off) or at least 1, not {cfg.quality_slack}")
     if cfg.pass_iterations < 1:
         raise ConfigError(f"pass_iterations must be at least 1, not {cfg.pass_iterations}")
     if cfg.style_scale <= 0:

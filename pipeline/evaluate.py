@@ -3,42 +3,58 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
 from . import media
-from .config import NSTError
-from .metrics import Evaluation, temporal_errors
+from .config import Config, NSTError
+from .files import write_file, write_json
+from .metrics import Evaluation, FrameQuality, temporal_errors
 
 
-def _style_loss_function(style: Path, weights: str | None, device_name: str, size: tuple[int, int]):
-    """Style loss (Gatys eq. 5, default layers and weights, `mean` scaling) of a frame against STYLE."""
-    import torch
+class Scorer:
+    """Rates stylised frames with a run's own objective (the same layers, pooling and weights, built by the
+    one factory), and optimises sampled input frames cold, as a run's first frame is, for reference."""
 
-    from .config import Config
-    from .losses import Objective
-    from .optimise import to_tensor
-    from .runtime import select_device
-    from .vgg import build_model
+    def __init__(self, cfg: Config, style: Path, size: tuple[int, int], reference_every: int = 0):
+        import torch
 
-    cfg = Config()
-    device = select_device(device_name)
-    model = build_model(weights, cfg.style_layers, device=device)
-    objective = Objective(model, {}, cfg.style_layers, content_weight=0.0, style_weight=1.0)
-    objective.set_style([to_tensor(media.read_image(style), device)])
-    objective.prepare((size[1], size[0]))
+        from .losses import Objective
+        from .optimise import to_tensor
+        from .runtime import select_device
+        from .vgg import build_model
 
-    def loss(frame: np.ndarray) -> float:
-        with torch.no_grad():
-            _, parts = objective(to_tensor(frame, device))
-        return float(parts["style"])
-    return loss
+        self.cfg, self.reference_every, self.torch, self.to_tensor = cfg, reference_every, torch, to_tensor
+        self.device = select_device(cfg.device)
+        model = build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
+                            cfg.weights_format, self.device)
+        self.objective = Objective.from_config(model, cfg)
+        self.objective.set_style([to_tensor(media.read_image(style), self.device)], None)
+        self.size = (size[1], size[0])  # (H, W)
+
+    def __call__(self, index: int, stylised: np.ndarray, original: np.ndarray) -> FrameQuality:
+        from .losses import resize_image
+
+        content = self.to_tensor(original, self.device)
+        self.objective.set_content(resize_image(content, self.size))
+        with self.torch.no_grad():
+            _, parts = self.objective(self.to_tensor(stylised, self.device))
+        rated = FrameQuality(index, float(parts["content"]), float(parts["style"]))
+        if self.reference_every and index % self.reference_every == 0:
+            from .optimise import Plan, noise_like, stylise
+
+            start = noise_like(content, self.cfg.seed * 1_000_003 + index) if self.cfg.init == "noise" else content
+            result = stylise(content, start, self.objective, Plan.for_frame(self.cfg, self.size, first=True),
+                             frame=index)
+            rated.reference_content, rated.reference_style = result.losses["content"], result.losses["style"]
+        return rated
 
 
 def evaluate_clips(stylised: Path, original: Path, *, size: int | None = None, style: Path | None = None,
-                   weights: str | None = None, device: str = "auto") -> Evaluation:
+                   cfg: Config | None = None, reference_every: int = 0) -> Evaluation:
+    """Temporal error of STYLISED against ORIGINAL; with `style`, each frame's content and style terms under
+    `cfg`'s objective, and every `reference_every`th frame's cold optimisation for comparison."""
     info_s, info_o = media.inspect_input(stylised), media.inspect_input(original)
     for info, name in ((info_s, "STYLISED"), (info_o, "ORIGINAL")):
         if info.kind == "image" or info.frames == 1:
@@ -52,10 +68,10 @@ def evaluate_clips(stylised: Path, original: Path, *, size: int | None = None, s
     if (info_o.width, info_o.height) != (info_s.width, info_s.height):
         warnings.append(f"ORIGINAL is {info_o.width}x{info_o.height}, STYLISED {info_s.width}x{info_s.height}: "
                         f"both are compared at {target[0]}x{target[1]}")
-    style_loss = _style_loss_function(style, weights, device, target) if style else None
+    score = Scorer(cfg or Config(), style, target, reference_every) if style else None
     readers = [media.FrameReader(info_s, target), media.FrameReader(info_o, target)]
     try:
-        result = temporal_errors(iter(readers[0]), iter(readers[1]), style_loss=style_loss)
+        result = temporal_errors(iter(readers[0]), iter(readers[1]), cfg=cfg, score=score)
     except ValueError as error:
         raise NSTError(str(error)) from None
     finally:
@@ -68,14 +84,20 @@ def evaluate_clips(stylised: Path, original: Path, *, size: int | None = None, s
 def write_outputs(result: Evaluation, *, json_file: str | None = None, csv_file: str | None = None,
                   plot: str | None = None) -> None:
     if json_file:
-        media.write_file(json_file, json.dumps(result.to_dict(), indent=1).encode())
+        write_json(json_file, result.to_dict())
     if csv_file:
         text = io.StringIO(newline="")
         writer = csv.writer(text)
-        writer.writerow(["frame", "temporal_error", "original_floor", "reliable_fraction", "cut", "style_loss"])
-        for f in result.frames:
-            writer.writerow([f.index, f.stylised, f.original, round(f.reliable, 4), int(f.cut), f.style])
-        media.write_file(csv_file, text.getvalue().encode())
+        writer.writerow(["frame", "temporal_error", "original_floor", "reliable_fraction", "cut", "content", "style",
+                         "reference_content", "reference_style", "ratio"])
+        errors = {f.index: f for f in result.frames}
+        rated = {q.index: q for q in result.quality}
+        for index in sorted(set(errors) | set(rated)):
+            f, q = errors.get(index), rated.get(index)
+            writer.writerow([index, *((f.stylised, f.original, round(f.reliable, 4), int(f.cut)) if f else ("",) * 4),
+                             *((q.content, q.style, q.reference_content, q.reference_style, q.ratio) if q
+                               else ("",) * 5)])
+        write_file(csv_file, text.getvalue().encode())
     if plot:
         from .figures import line_plot
 

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import media
+from .files import temp_sibling
 
 LOSS_COLOURS = {"total": "black", "content": "tab:blue", "style": "tab:red", "tv": "tab:green",
                 "temporal": "tab:purple"}
@@ -30,7 +31,7 @@ def _save(fig, path: str | Path, dpi: int = 150) -> None:
     """Save a figure atomically (temporary name, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = media.temp_sibling(path)
+    temp = temp_sibling(path)
     try:
         fig.savefig(temp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
         temp.replace(path)
@@ -40,8 +41,7 @@ def _save(fig, path: str | Path, dpi: int = 150) -> None:
 
 
 def image_grid(panels: Sequence[np.ndarray], labels: Sequence[str], path: str | Path, *,
-               columns: int | None = None, title: str | None = None, row_labels: Sequence[str] | None = None,
-               panel_inches: float = 2.6) -> tuple[int, int]:
+               columns: int | None = None, title: str | None = None, panel_inches: float = 2.6) -> tuple[int, int]:
     """A labelled grid of images (each label under its panel), saved as PNG. Returns (rows, columns)."""
     plt = _pyplot()
     count = len(panels)
@@ -60,9 +60,6 @@ def image_grid(panels: Sequence[np.ndarray], labels: Sequence[str], path: str | 
         ax.set_xlabel(labels[slot], fontsize=10)
         for spine in ax.spines.values():
             spine.set_visible(False)
-    if row_labels:
-        for row, label in enumerate(row_labels):
-            axes[row][0].set_ylabel(label, fontsize=10)
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
@@ -111,7 +108,7 @@ def progress_animation(items: Sequence[tuple[int, Path, dict]], path: str | Path
     path = Path(path)
     if path.suffix.lower() == ".gif":
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = media.temp_sibling(path)
+        temp = temp_sibling(path)
         images = [Image.fromarray(f) for f in frames]
         images[0].save(temp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
         temp.replace(path)
@@ -187,5 +184,25 @@ def line_plot(x: Sequence[float], series: Mapping[str, Sequence[float]], path: s
         more = ax2.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
     ax.legend(handles, labels, loc="best")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def quality_plot(series: Mapping[str, Sequence[float]], references: Mapping[int, float], path: str | Path, *,
+                 title: str) -> None:
+    """Quality over time: each variant's content + style per frame (lines) and the cold optimisation of the
+    sampled frames (dots), log scale, so a drifting stretch stands out against the level it should keep."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, values in series.items():
+        ax.plot(range(len(values)), values, label=name, linewidth=1.2)
+    if references:
+        ax.plot(list(references), list(references.values()), "ko", markersize=4, label="cold, same frame")
+    ax.set_yscale("log")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("content + style (weighted)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     _save(fig, path)

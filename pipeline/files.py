@@ -68,6 +68,11 @@ def write_file(path: str | Path, data: bytes, *, durable: bool = False) -> None:
         fsync_dir(path.parent)
 
 
+def write_json(path: str | Path, data: object, *, durable: bool = False, indent: int = 1) -> None:
+    """JSON with sorted keys (stable files, easy diffs), written atomically; `durable` fsyncs file and folder."""
+    write_file(path, json.dumps(data, indent=indent, sort_keys=True, default=str).encode(), durable=durable)
+
+
 # ---- where outputs go ---------------------------------------------------------------------------------
 
 def _existing_ancestor(path: Path) -> Path:

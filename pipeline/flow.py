@@ -60,6 +60,42 @@ def warp(image: torch.Tensor, flow: np.ndarray | torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def inpaint(image: torch.Tensor, weights: np.ndarray, radius: int = 3) -> torch.Tensor:
+    """`image` (1, C, H, W) in [0, 1] with its unreliable pixels (weights < 0.5: disoccluded, or entering at an
+    edge, where the warp only repeats border pixels as streaks) filled in from their reliable neighbours
+    (OpenCV's Telea inpainting), blended by the soft weights so reliable pixels are kept exactly."""
+    hole = (weights < 0.5).astype(np.uint8)
+    if not hole.any() or hole.all():  # nothing to fill, or nothing to fill it from (a cut)
+        return image
+    array = image[0].permute(1, 2, 0).detach().cpu().numpy()                       # (H, W, C) float
+    filled = cv2.inpaint((np.clip(array, 0, 1) * 255).round().astype(np.uint8), hole, radius, cv2.INPAINT_TELEA)
+    filled = filled.reshape(array.shape).astype(np.float32) / 255
+    blend = torch.from_numpy(weights)[None, None].to(image)                      # (1, 1, H, W)
+    fill = torch.from_numpy(filled).permute(2, 0, 1)[None].to(image)
+    return blend * image + (1 - blend) * fill
+
+
+def matched_fill(content: torch.Tensor, warped: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
+    """`warped` (1, C, H, W) with its unreliable pixels (revealed by motion, entering at an edge) started from
+    the content frame mapped into the stylised palette: an affine colour map content -> stylised, fitted by
+    least squares on the reliable pixels, so a revealed region starts with its own structure in the video's
+    colours, not the warp's repeated border pixels (streaks) nor raw, unstylised content."""
+    blend = torch.from_numpy(weights)[None, None].to(warped)                     # (1, 1, H, W)
+    reliable = blend[0, 0] > 0.5
+    if reliable.all() or not reliable.any():
+        return warped
+    channels = content.shape[1]
+    source = content[0].reshape(channels, -1).T                                   # (H*W, C)
+    target = warped[0].reshape(channels, -1).T
+    picked = reliable.reshape(-1)
+    design = torch.cat([source[picked], torch.ones_like(source[picked, :1])], dim=1)   # (n, C+1)
+    ridge = 1e-3 * torch.eye(channels + 1, dtype=design.dtype, device=design.device)
+    mapping = torch.linalg.solve(design.T @ design + ridge, design.T @ target[picked])  # (C+1, C)
+    mapped = (torch.cat([source, torch.ones_like(source[:, :1])], dim=1) @ mapping).clamp(0, 1)
+    fill = mapped.T.reshape(1, channels, *warped.shape[-2:])
+    return blend * warped + (1 - blend) * fill
+
+
 def consistency(backward: np.ndarray, forward: np.ndarray, *, frame: np.ndarray | None = None,
                 earlier: np.ndarray | None = None, photometric: float = 0.0, boundary_rule: bool = True,
                 grow: int = 1, blur: float = 1.0) -> np.ndarray:

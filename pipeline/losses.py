@@ -5,6 +5,7 @@ Images are (1, 3, H, W) float32 RGB in [0, 1]; features (1, C, H, W).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import vgg as vgg_module
-from .config import downsampling
+from .config import Config, downsampling
 
 
 class _Gram(torch.autograd.Function):
@@ -60,9 +61,30 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dx.pow(2).sum() + dy.pow(2).sum()
 
 
-def temporal_loss(image: torch.Tensor, warped: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(1/D) sum c (x - w)^2 with D = C*H*W (Ruder et al. 2016 eq. 7); `weights` is (1, 1, H, W) in [0, 1]."""
-    return (weights * (image - warped).pow(2)).sum() / image[0].numel()
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(N, C, H, W) blurred by a separable Gaussian of `sigma` px (edges replicated)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-offsets.pow(2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = image.shape[1]
+    padded = F.pad(image, (radius, radius, radius, radius), mode="replicate")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def temporal_loss(image: torch.Tensor, warped: torch.Tensor, weights: torch.Tensor, *, detail: float = 1.0,
+                  sigma: float = 1.5) -> torch.Tensor:
+    """(1/D) sum c (x - w)^2 with D = C*H*W (Ruder et al. 2016 eq. 7); `weights` is (1, 1, H, W) in [0, 1].
+
+    With `detail` < 1 (a departure from the paper) the difference d = x - w counts as
+    c (G*d)^2 + detail * c (d - G*d)^2, G a Gaussian of `sigma` px: what motion carries (structure, colour)
+    is held, fine texture on the pixel grid is held only by `detail`, so it can be re-fitted to each frame."""
+    difference = image - warped
+    if detail == 1.0:
+        return (weights * difference.pow(2)).sum() / image[0].numel()
+    low = gaussian_blur(difference, sigma)
+    return (weights * (low.pow(2) + detail * (difference - low).pow(2))).sum() / image[0].numel()
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -99,12 +121,13 @@ class Objective:
     def __init__(self, model: "vgg_module.VGG19Features", content_layers: Mapping[str, float],
                  style_layers: Mapping[str, float], *, content_weight: float, style_weight: float,
                  tv_weight: float = 0.0, temporal_weight: float = 0.0, loss_scale: str = "mean",
-                 style_scale: float = 1.0):
+                 style_scale: float = 1.0, temporal_detail: float = 1.0, temporal_sigma: float = 1.5):
         self.model = model
         self.content_layers = {k: v for k, v in content_layers.items() if v > 0}
         self.style_layers = {k: v for k, v in style_layers.items() if v > 0}
         self.content_weight, self.style_weight = content_weight, style_weight
         self.tv_weight, self.temporal_weight = tv_weight, temporal_weight
+        self.temporal_detail, self.temporal_sigma = temporal_detail, temporal_sigma
         self.loss_scale = loss_scale
         self.style_scale = style_scale
         self.layers = tuple(sorted(set(self.content_layers) | set(self.style_layers), key=vgg_module.layer_index))
@@ -115,6 +138,14 @@ class Objective:
         self.content_targets: dict[str, torch.Tensor] = {}
         self.temporal: list[TemporalTarget] = []
         self.autocast_dtype: torch.dtype | None = None  # bf16 runs the network in autocast, losses in fp32
+
+    @classmethod
+    def from_config(cls, model: "vgg_module.VGG19Features", cfg: "Config") -> "Objective":
+        """The objective a run optimises, every weight read from the one Config."""
+        return cls(model, cfg.content_layers, cfg.style_layers, content_weight=cfg.content_weight,
+                   style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, temporal_weight=cfg.temporal_weight,
+                   loss_scale=cfg.loss_scale, style_scale=cfg.style_scale, temporal_detail=cfg.temporal_detail,
+                   temporal_sigma=cfg.temporal_sigma)
 
     def features(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
         with torch.autocast(image.device.type, dtype=self.autocast_dtype or torch.bfloat16,
@@ -158,6 +189,22 @@ class Objective:
         self.content_targets = {k: v.detach() for k, v in features.items()}
         self.prepare(tuple(image.shape[-2:]))
 
+    def _style(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """beta * sum_l w_l E_l (Gatys 2016 eq. 5) against the targets prepared for this size."""
+        _, style_scale, _ = self._scales(features, image)
+        style = image.new_zeros(())
+        for layer, weight in self.style_layers.items():
+            style = style + weight * style_scale[layer] * style_layer_loss(gram(features[layer]), self.style_targets[layer])
+        return self.style_weight * style
+
+    def style_term(self, image: torch.Tensor) -> float:
+        """The weighted style term of `image` as it is (no gradient, one host read). Of a raw content frame, it
+        measures how far that frame is from the style: how much work a cold optimisation of it has to do."""
+        self.prepare(tuple(image.shape[-2:]))
+        with torch.no_grad():
+            features = self.features(image, tuple(self.style_layers))
+            return float(self._style(features, image))
+
     def set_temporal(self, targets: Sequence[TemporalTarget]) -> None:
         """Warped previous results and their weights, already at the size being optimised."""
         self.temporal = list(targets)
@@ -166,28 +213,26 @@ class Objective:
     def _scales(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> tuple[dict, dict, float]:
         if self.loss_scale == "paper":
             return ({k: 1.0 for k in self.content_layers}, {k: 1.0 for k in self.style_layers}, 1.0)
-        content = {k: 2.0 / features[k][0].numel() for k in self.content_layers}
-        style = {k: 4.0 / features[k].shape[1] ** 2 for k in self.style_layers}
+        content = {k: 2.0 / features[k][0].numel() for k in self.content_layers if k in features}
+        style = {k: 4.0 / features[k].shape[1] ** 2 for k in self.style_layers if k in features}
         return content, style, 1.0 / image[0].numel()
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its parts (already weighted), all 0-dim tensors; no host synchronisation."""
         features = self.features(image, self.layers)
-        content_scale, style_scale, tv_scale = self._scales(features, image)
+        content_scale, _, tv_scale = self._scales(features, image)
         zero = image.new_zeros(())
         content = zero
         for layer, weight in self.content_layers.items():
             content = content + weight * content_scale[layer] * content_loss(features[layer], self.content_targets[layer])
-        style = zero
-        for layer, weight in self.style_layers.items():
-            style = style + weight * style_scale[layer] * style_layer_loss(gram(features[layer]), self.style_targets[layer])
-        parts = {"content": self.content_weight * content, "style": self.style_weight * style}
+        parts = {"content": self.content_weight * content, "style": self._style(features, image)}
         if self.tv_weight:
             parts["tv"] = self.tv_weight * tv_scale * tv_loss(image)
         if self.temporal_weight and self.temporal:
             temporal = zero
             for target in self.temporal:
-                temporal = temporal + temporal_loss(image, target.warped, target.weights)
+                temporal = temporal + temporal_loss(image, target.warped, target.weights,
+                                                    detail=self.temporal_detail, sigma=self.temporal_sigma)
             parts["temporal"] = self.temporal_weight * temporal
         total = sum(parts.values())
         return total, parts

@@ -29,9 +29,44 @@ class FrameError:
 
 
 @dataclass
+class FrameQuality:
+    """How good one stylised frame is under the run's objective: its (weighted) content term against its own
+    input frame and style term against STYLE; for sampled frames, what a cold optimisation of the same input
+    frame at the same settings reaches."""
+    index: int
+    content: float
+    style: float
+    reference_content: float | None = None
+    reference_style: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """(content + style) / the cold optimisation's: 1 is as good as a frame optimised on its own."""
+        if self.reference_content is None or self.reference_style is None:
+            return None
+        return (self.content + self.style) / max(self.reference_content + self.reference_style, 1e-30)
+
+
+def drift_figures(quality: list["FrameQuality"]) -> dict | None:
+    """Mean and worst ratio against cold references, and the first quarter's against the last quarter's."""
+    sampled = [q for q in quality if q.ratio is not None]
+    if not sampled:
+        return None
+    last_index = max(q.index for q in quality)
+    quarter = max(1, (last_index + 1) // 4)
+    first = [q.ratio for q in sampled if q.index < quarter] or [sampled[0].ratio]
+    last = [q.ratio for q in sampled if q.index > last_index - quarter] or [sampled[-1].ratio]
+    worst = max(sampled, key=lambda q: q.ratio)
+    return {"mean_ratio": float(np.mean([q.ratio for q in sampled])), "worst_ratio": worst.ratio,
+            "worst_frame": worst.index, "first_quarter": float(np.mean(first)), "last_quarter": float(np.mean(last)),
+            "sampled_frames": [q.index for q in sampled]}
+
+
+@dataclass
 class Evaluation:
     frames: list[FrameError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    quality: list[FrameQuality] = field(default_factory=list)   # every frame, with --style
 
     def mean(self, key: str) -> float:
         values = [getattr(f, key) for f in self.frames if getattr(f, key) is not None and not f.cut]
@@ -41,7 +76,9 @@ class Evaluation:
         return {"temporal_error": self.mean("stylised"), "original_floor": self.mean("original"),
                 "frames": len(self.frames) + 1, "cuts": [f.index for f in self.frames if f.cut],
                 "style_loss": self.mean("style") if any(f.style is not None for f in self.frames) else None,
-                "per_frame": [f.__dict__ for f in self.frames], "warnings": self.warnings}
+                "per_frame": [f.__dict__ for f in self.frames], "warnings": self.warnings,
+                "quality": [{**q.__dict__, "ratio": q.ratio} for q in self.quality],
+                "drift": drift_figures(self.quality)}
 
 
 def warped_rmse(current: np.ndarray, previous: np.ndarray, backward: np.ndarray, reliable: np.ndarray) -> float | None:
@@ -55,9 +92,10 @@ def warped_rmse(current: np.ndarray, previous: np.ndarray, backward: np.ndarray,
 
 
 def temporal_errors(stylised: Iterable[np.ndarray], original: Iterable[np.ndarray], *, cfg: Config | None = None,
-                    style_loss: Callable[[np.ndarray], float] | None = None) -> Evaluation:
+                    score: Callable[[int, np.ndarray, np.ndarray], FrameQuality] | None = None) -> Evaluation:
     """Per-frame temporal error of two frame streams of equal length and size (both RGB uint8). Flow and the
-    consistency rule use `cfg`'s settings (the same as stylisation)."""
+    consistency rule use `cfg`'s settings (the same as stylisation). `score(index, stylised, original)`
+    rates each frame's quality (see FrameQuality)."""
     cfg = cfg or Config()
     estimator = FlowEstimator(cfg.flow_method, cfg.dis_preset)
     evaluation = Evaluation()
@@ -75,13 +113,16 @@ def temporal_errors(stylised: Iterable[np.ndarray], original: Iterable[np.ndarra
         index += 1
         if s.shape != o.shape:
             raise ValueError(f"frame {index}: sizes differ ({s.shape[1]}x{s.shape[0]} vs {o.shape[1]}x{o.shape[0]})")
+        rated = score(index, s, o) if score else None
+        if rated is not None:
+            evaluation.quality.append(rated)
         if previous_o is not None:
             motion = analyse(previous_o, o, estimator, cfg)
             reliable = motion.weights > 0.5
             evaluation.frames.append(FrameError(
                 index, warped_rmse(s, previous_s, motion.backward, reliable),
                 warped_rmse(o, previous_o, motion.backward, reliable), motion.reliable, motion.cut,
-                style_loss(s) if style_loss else None))
+                rated.style if rated else None))
         previous_s, previous_o = s, o
     if index < 1:
         raise ValueError("temporal error needs at least 2 frames")

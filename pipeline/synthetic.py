@@ -122,3 +122,46 @@ def write_frames(frames: list[np.ndarray], folder: str | Path) -> Path:
     for index, frame in enumerate(frames):
         write_image(folder / f"frame_{index}.png", frame)
     return folder
+
+
+TUTORIAL_OBJECTIVE = {"content_layers": {"conv4_2": 1.0},
+                      "style_layers": {f"conv{i}_1": 0.2 for i in range(1, 6)},
+                      "pooling": "max", "content_weight": 1.0, "style_weight": 1e6, "tv_weight": 0.0}
+"""The PyTorch tutorial's objective: on random weights it keeps the content while stylising (the product's
+default objective washes out to flat colour there), so benchmarks of quality over time use it."""
+
+
+def drift_clip(frames: int = 100, width: int = 96, height: int = 64, *, background: np.ndarray | None = None,
+               seed: int = 0) -> list[np.ndarray]:
+    """A long shot with every kind of motion a later frame must cope with: the camera pans right (0.7 px a
+    frame, so new content enters at the right edge) while slowly zooming in (1.0 to 1.25 over the clip:
+    sub-pixel, resampled motion everywhere), and a textured disc crosses the frame on a gentle arc,
+    covering and revealing the background behind it."""
+    bg_width, bg_height = width * 3, height * 2
+    if background is None:
+        background = texture(bg_height, bg_width, seed)
+    else:
+        background = cv2.resize(background, (bg_width, bg_height), interpolation=cv2.INTER_AREA)
+    radius = max(4, height // 5)
+    disc = 255 - texture(2 * radius, 2 * radius, seed + 1, octaves=3)
+    yy, xx = np.mgrid[0:2 * radius, 0:2 * radius]
+    inside = (yy - radius + 0.5) ** 2 + (xx - radius + 0.5) ** 2 <= radius ** 2
+    out = []
+    for t in range(frames):
+        progress = t / max(1, frames - 1)
+        scale = 1.0 + 0.25 * progress
+        centre_x, centre_y = width * 0.8 + 0.7 * t, bg_height / 2
+        # frame pixel (x, y) shows background at centre + (p - frame centre) / scale
+        matrix = np.float32([[1 / scale, 0, centre_x - width / 2 / scale],
+                             [0, 1 / scale, centre_y - height / 2 / scale]])
+        frame = cv2.warpAffine(background, matrix, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REFLECT)
+        left = int(round(-radius + progress * (width + radius)))
+        top = int(round(height / 2 - radius + 0.15 * height * np.sin(progress * np.pi)))
+        for y in range(2 * radius):
+            for x in range(2 * radius):
+                fy, fx = top + y, left + x
+                if inside[y, x] and 0 <= fy < height and 0 <= fx < width:
+                    frame[fy, fx] = disc[y, x]
+        out.append(frame)
+    return out

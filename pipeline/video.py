@@ -10,6 +10,7 @@ next starts, so a rerun of the same job continues from the first unfinished fram
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -27,9 +28,10 @@ import torch
 from . import color, media, memory, runtime
 from .config import MAX_SIZE, Config, ConfigError, NSTError
 from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
-from .flow import FlowEstimator, Motion, analyse, histogram_distance, long_term_offsets, long_term_weights, warp
+from .flow import (FlowEstimator, Motion, analyse, histogram_distance, inpaint, long_term_offsets, long_term_weights,
+                   matched_fill, warp)
 from .losses import Objective, TemporalTarget, resize_image
-from .optimise import NonFiniteLoss, Plan, Result, noise_like, stylise, to_frame, to_tensor
+from .optimise import NonFiniteLoss, Plan, Result, noise_like, quality, stylise, to_frame, to_tensor
 from .vgg import build_model, weights_identity
 from .workdir import WorkDir, default_work_dir
 
@@ -81,6 +83,15 @@ class Notice:
 
 
 @dataclass
+class Reference:
+    """A sampled frame optimised cold (not used in the output): the level a later frame is judged against."""
+    index: int
+    losses: dict[str, float]
+    iterations: int
+    seconds: float
+
+
+@dataclass
 class Summary:
     output: Path
     frames: int = 0
@@ -98,6 +109,17 @@ class Summary:
     histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     pass_histories: list[tuple[int, int, list[dict[str, float]]]] = field(default_factory=list)  # passes 2.., in order
     work_dir: Path | None = None
+    early_stops: int = 0                   # later frames whose stop was earned (at the level before the cap)
+    losses: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> losses of the saved frame (pass 1)
+    references: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> cold losses (--reference-every)
+
+    def drift(self) -> list[tuple[int, float]]:
+        """(frame, content + style of the frame / that of its cold reference) for every sampled frame."""
+        out = []
+        for index, reference in sorted(self.references.items()):
+            if index in self.losses and quality(reference) > 0:
+                out.append((index, quality(self.losses[index]) / quality(reference)))
+        return out
 
     def all_histories(self) -> list[list[dict[str, float]]]:
         """Every stylised frame's history in the order they were optimised."""
@@ -135,10 +157,7 @@ class Stylist:
         layers = list(cfg.content_layers) + list(cfg.style_layers)
         self.model = runtime.prepare_model(model or build_model(cfg.weights, layers, cfg.pooling,
                                                                 cfg.weights_format, device), device)
-        self.objective = Objective(self.model, cfg.content_layers, cfg.style_layers,
-                                   content_weight=cfg.content_weight, style_weight=cfg.style_weight,
-                                   tv_weight=cfg.tv_weight, temporal_weight=cfg.temporal_weight,
-                                   loss_scale=cfg.loss_scale, style_scale=cfg.style_scale)
+        self.objective = Objective.from_config(self.model, cfg)
         self.objective.autocast_dtype = autocast
         style_tensors = [to_tensor(s, device) for s in styles]
         if cfg.original_colors:  # luminance-only: styles as grey matched to the first frame's luminance
@@ -182,7 +201,7 @@ class Stylist:
         except NonFiniteLoss as error:
             safer = 0.5 * plan.step_size if plan.optimizer == "adam" else 0.01
             self.emit(Notice(f"{error}; restarting frame {index} with Adam at lr {safer:g}"))
-            retry = Plan(plan.scales, "adam", safer, plan.tolerance, plan.tolerance_window, plan.log_every)
+            retry = dataclasses.replace(plan, optimizer="adam", step_size=safer)
             try:
                 result = stylise(target, init, self.objective, retry, **kwargs)
             except NonFiniteLoss as again:
@@ -209,6 +228,10 @@ class Stylist:
             temporal.append(TemporalTarget(warped, torch.from_numpy(w)[None, None].to(self.device)))
         if cfg.unreliable_init == "warped":
             return warped_closest, temporal
+        if cfg.unreliable_init == "inpaint":
+            return inpaint(warped_closest, usable[0].weights), temporal
+        if cfg.unreliable_init == "matched":
+            return matched_fill(self.space(content), warped_closest, usable[0].weights), temporal
         c = torch.from_numpy(usable[0].weights)[None, None].to(self.device)
         fill = (noise_like(content, cfg.seed * 1_000_003 + index) if cfg.unreliable_init == "noise"
                 else self.space(content))
@@ -456,12 +479,21 @@ class _Loop:
         self.device, self.styles, self.init_image = device, styles, init_image
         self.work, self.summary, self.emit, self.stop = work, summary, emit, stop
         self.stylist: Stylist | None = None
+        # The level the video reached cold, per unit of difficulty: content + style of the latest cold optimisation
+        # (frame 0, a cut, a reference) over the style term of its raw input frame. Measured on the drift clip,
+        # that ratio stays within about 10% while the cold level itself rises 30% with the scene, so a later
+        # frame's own target is this ratio times its own input's style term.
+        self.level: float | None = None
+        self.first_frame: np.ndarray | None = None   # frame 0's input (decoded even when it was finished)
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _stylist(self, first_content: np.ndarray) -> Stylist:
+    def _stylist(self, frame: np.ndarray) -> Stylist:
+        """The one Stylist of the run. --original-colors matches the styles to frame 0's luminance, also when a
+        resumed run's first frame to stylise is a later one (so a resume gives the same frames)."""
         if self.stylist is None:
-            self.stylist = Stylist(self.cfg, self.device, self.styles, first_content,
-                                   init_image=self.init_image, emit=self.emit)
+            first = self.first_frame if self.first_frame is not None else frame
+            self.stylist = Stylist(self.cfg, self.device, self.styles, first, init_image=self.init_image,
+                                   emit=self.emit)
         return self.stylist
 
     def _check_stop(self, done: int) -> None:
@@ -476,25 +508,27 @@ class _Loop:
                                crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
     def _record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
-                reliable: float | None) -> None:
+                reliable: float | None, difficulty: float | None = None) -> None:
         s = self.summary
         s.stylised += 1
         s.iterations.append(result.iterations)
         history = result.history if self.job.keep_histories else [result.history[0], result.history[-1]]
         if pass_number == 1:
             s.histories[index] = history
+            s.losses[index] = result.losses
         else:
             s.pass_histories.append((pass_number, index, history))
         if index == 0 and pass_number == 1:
             s.first_frame_seconds = seconds
         elif not cut:
             s.later_frame_seconds.append(seconds)
+            s.early_stops += int(result.converged and pass_number == 1)
         if cut and index > 0 and pass_number == 1:
             s.cuts.append(index)
         if self.work is not None:
             self.work.log({"index": index, "pass": pass_number, "iterations": result.iterations,
                            "losses": result.losses, "seconds": round(seconds, 4), "cut": cut,
-                           "converged": result.converged, "reliable": reliable})
+                           "converged": result.converged, "reliable": reliable, "difficulty": difficulty})
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
                             pass_number=pass_number, reliable=reliable))
 
@@ -508,6 +542,7 @@ class _Loop:
             while work.frame_path(resume_from).exists():
                 resume_from += 1
         pass_number, pass_done = work.pass_state() if work else (1, 0)
+        self._restore_level(resume_from)
         first_pass_complete = pass_number > 1
         self.emit(Started(self.source.frames, self.size, str(self.device), resume_from, self.source,
                           work.path if work else None))
@@ -533,6 +568,8 @@ class _Loop:
         try:
             for index, frame, motions in analysed:
                 count = index + 1
+                if index == 0:
+                    self.first_frame = frame
                 finished = None
                 if work is not None and not redo and (index < resume_from or first_pass_complete):
                     finished = work.load_frame(index, self.size)
@@ -604,13 +641,50 @@ class _Loop:
             previous = {j: history[-j] for j in range(1, len(history) + 1)}
             init, temporal = stylist.warm_start(index, frame, previous, motions)
         plan = Plan.for_frame(cfg, tuple(content.shape[-2:]), first=cold)
+        difficulty = stylist.objective.style_term(stylist.space(content)) if cfg.quality_slack else None
+        if not cold and difficulty is not None and self.level is not None:  # the early stop must be earned
+            plan = dataclasses.replace(plan, quality_target=self.level * difficulty * cfg.quality_slack,
+                                       extend_to=round(cfg.frame_iterations * cfg.frame_extension))
         first = index == 0
         snapshot = self.job.snapshot if first and self.job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,
                                        save_every=self.job.save_every if snapshot else 0, on_snapshot=snapshot)
         reliable = motions[0].reliable if motions and cfg.flow else None
-        self._record(index, result, time.perf_counter() - started, cut, 1, reliable)
+        self._record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty)
+        if cold and difficulty:
+            self.level = quality(result.losses) / difficulty
+        elif cfg.reference_every and index % cfg.reference_every == 0:
+            self._reference(index, frame, content)
         return finished
+
+    def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor) -> None:
+        """Optimise this frame cold, as frame 0 was (not used in the output): the level the video should
+        still be at. Later frames are then judged against it. It runs before the frame is handed to the
+        writer, so a run killed during it redoes the frame and its reference on resume."""
+        started = time.perf_counter()
+        stylist = self._stylist(frame)
+        plan = Plan.for_frame(self.cfg, tuple(content.shape[-2:]), first=True)
+        _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
+        seconds = time.perf_counter() - started
+        difficulty = stylist.objective.style_term(stylist.space(content))
+        if difficulty:
+            self.level = quality(result.losses) / difficulty
+        self.summary.references[index] = result.losses
+        if self.work is not None:
+            self.work.log({"index": index, "pass": 1, "reference": True, "iterations": result.iterations,
+                           "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty})
+        self.emit(Reference(index, result.losses, result.iterations, seconds))
+
+    def _restore_level(self, resume_from: int) -> None:
+        """On a resume: the level the stopped run had reached (its last cold frame or reference), from the log,
+        so the resumed frames stop exactly where an uninterrupted run's would."""
+        for record in self.work.read_log() if self.work is not None else []:
+            if record.get("pass", 1) == 1 and record["index"] < resume_from and (
+                    record.get("reference") or record.get("cut") or record["index"] == 0):
+                if record.get("difficulty"):
+                    self.level = quality(record["losses"]) / record["difficulty"]
+                if record.get("reference"):
+                    self.summary.references[record["index"]] = record["losses"]
 
     # -- passes 2..P: alternate sweeps over the saved frames ----------------------------------------
     def _later_passes(self, count: int, start_pass: int, done_in_start: int) -> None:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .config import ConfigError, NSTError
-from .files import fsync_dir
+from .files import write_json
 from .media import FRAME_NAME, write_image
 
 FORMAT = 1
@@ -39,16 +39,6 @@ def default_work_dir(output: str | Path) -> Path:
     """A hidden folder beside OUTPUT."""
     output = Path(output)
     return output.parent / f".{output.name.rstrip(os.sep) or 'output'}.nst-work"
-
-
-def write_json(path: Path, data: Any) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
 
 
 def identity_hash(identity: dict[str, Any]) -> str:
@@ -132,7 +122,7 @@ class WorkDir:
         try:
             self.frames.mkdir(parents=True, exist_ok=True)
             if not job_file.exists():
-                write_json(job_file, {"format": FORMAT, "hash": identity_hash(identity), "identity": identity})
+                write_json(job_file, {"format": FORMAT, "hash": identity_hash(identity), "identity": identity}, durable=True)
             probe = self.path / ".write-test"
             probe.write_text("ok")
             probe.unlink()
@@ -212,7 +202,7 @@ class WorkDir:
         return int(state["pass"]), int(state["done"])
 
     def set_pass_state(self, pass_number: int, done: int) -> None:
-        write_json(self.path / "passes.json", {"pass": pass_number, "done": done})
+        write_json(self.path / "passes.json", {"pass": pass_number, "done": done}, durable=True)
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / "log.jsonl", "a") as handle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline import media  # noqa: E402
-from pipeline.synthetic import save_random_weights  # noqa: E402
+from pipeline.synthetic import moving_clip, save_random_weights, write_frames  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -116,3 +117,50 @@ def env_with(**values: str) -> dict:
     env = dict(os.environ)
     env.update(values)
     return env
+
+
+# ---- real processes (resume, batch, workdir tests) ----------------------------------------------------
+PROCESS_ARGS = ["--size", "64", "--iterations", "10", "--frame-iterations", "6", "--device", "cpu", "--seed", "5", "-q",
+        "--content-weight", "1", "--style-weight", "1e5", "--tv-weight", "1", "--temporal-weight", "4e3"]
+
+
+@pytest.fixture(scope="session")
+def frames_dir(tmp_path_factory):
+    return write_frames(moving_clip(frames=14, width=96, height=64).frames, tmp_path_factory.mktemp("clip") / "in")
+
+
+def command(source, style, output, weights, *extra):
+    return [sys.executable, str(ROOT / "cli.py"), str(source), str(style), str(output), "--weights", str(weights),
+            *PROCESS_ARGS, *map(str, extra)]
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def frames_of(folder: Path) -> list[np.ndarray]:
+    return [media.read_image(p) for p in sorted(folder.glob("*.png"))]
+
+
+def killed_after(frames: int, args: list[str], work: Path) -> None:
+    """Start a run in a real process and kill -9 it once `frames` frames are finished."""
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(work, frames, process)
+    process.kill()
+    process.wait()
+
+
+def wait_for_frames(work: Path, count: int, process: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if len(list((work / "frames").glob("*.png"))) >= count:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError("no frames appeared")
+
+
+def batch_command(spec, weights, *extra):
+    return [sys.executable, str(ROOT / "cli.py"), "batch", str(spec), "--weights", str(weights), *PROCESS_ARGS,
+            *map(str, extra)]

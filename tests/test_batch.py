@@ -1,10 +1,13 @@
 """Batches never destroy a user's files: an output that is a job's own input or style, or another job's, is
 refused before anything starts, however it is spelled."""
+import json
 import os
 
 import pytest
 
-from tests.conftest import FAST
+from pipeline import media
+from pipeline.synthetic import moving_clip, write_frames
+from tests.conftest import FAST, batch_command, run
 
 
 def _jobs(tmp_path, *jobs: tuple[str, str, str]) -> str:
@@ -68,3 +71,87 @@ def test_batch_overwrite_replaces_foreign_numbered_frames(cli, tmp_path, weights
     assert (out / "000000.png").read_bytes() == b"not ours"
     result = cli("batch", spec, "--weights", weights_file, *FAST, "--overwrite")
     assert result.exit_code == 0 and (out / "000000.png").read_bytes() != b"not ours"
+
+
+def test_batch_runs_jobs_goes_on_after_a_failure_and_skips_finished(tmp_path, frames_dir, weights_file, style_image):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"""
+jobs:
+  - input: {frames_dir}
+    style: {style_image}
+    output: out/a
+  - input: {broken}
+    style: [{style_image}]
+    output: out/b.mp4
+  - input: {frames_dir}
+    style: {style_image}
+    output: out/c.mkv
+    size: 48
+    frame_iterations: 3
+""")
+    result = run(batch_command(jobs, weights_file))
+    assert result.returncode == 1
+    assert (tmp_path / "out" / "a").is_dir() and (tmp_path / "out" / "c.mkv").exists()
+    assert not (tmp_path / "out" / "b.mp4").exists()
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["job", "input", "device"]
+    assert "done" in lines[1] and "failed" in lines[2] and "done" in lines[3]
+    assert media.read_image(next((tmp_path / "out" / "a").glob("*.png"))).shape[1] == 64
+    again = run(batch_command(jobs, weights_file))
+    assert "skipped" in again.stdout.splitlines()[1] and "skipped" in again.stdout.splitlines()[3]
+
+
+def test_batch_validation_lists_every_problem_and_starts_nothing(tmp_path, weights_file, style_image, frames_dir):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"""
+jobs:
+  - input: {frames_dir}
+    style: {style_image}
+    output: out/same.mp4
+  - input: missing.mp4
+    style: {style_image}
+    output: out/x.mp4
+  - input: {frames_dir}
+    output: out/y.mp4
+  - input: {frames_dir}
+    style: nostyle.png
+    output: out/same.mp4
+    sise: 3
+""")
+    result = run(batch_command(jobs, weights_file))
+    assert result.returncode == 2
+    for problem in ["input", "missing.mp4 does not exist", "job 3: missing style", "nostyle.png does not exist",
+                    "also the output of job 1", "unknown key sise"]:
+        assert problem in result.stderr, problem
+    assert not (tmp_path / "out").exists()
+    jobs.write_text("jobs: [\n")
+    result = run(batch_command(jobs, weights_file))
+    assert result.returncode == 2 and "is not valid YAML" in result.stderr
+    jobs.write_text("items: []\n")
+    result = run(batch_command(jobs, weights_file))
+    assert result.returncode == 2 and "top-level `jobs:` list" in result.stderr
+
+
+def test_batch_glob_on_two_cpu_workers_runs_each_job_once(tmp_path, weights_file, style_image):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for index in range(3):
+        frames = moving_clip(frames=3, width=64, height=48, seed=index).frames
+        write_frames(frames, clips / f"shot{index}")
+    log = tmp_path / "batch.jsonl"
+    result = run(batch_command(f"{clips}/shot*", weights_file, "--style", style_image, "--out-dir", tmp_path / "out",
+                               "--devices", "cpu,cpu", "--log", log))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["shot0", "shot1", "shot2"]
+    finished = [json.loads(line) for line in log.read_text().splitlines()]
+    jobs = sorted(e["job"] for e in finished if e["event"] == "job")
+    assert jobs == [1, 2, 3]                                  # each exactly once
+    assert {e["device"] for e in finished if e["event"] == "job"} <= {"cpu"}
+
+
+def test_batch_devices_must_exist(tmp_path, weights_file, style_image, frames_dir):
+    result = run(batch_command(f"{frames_dir}", weights_file, "--style", style_image, "--out-dir", tmp_path,
+                               "--devices", "7"))
+    assert result.returncode == 2 and "no GPU 7" in result.stderr

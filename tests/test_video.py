@@ -1,8 +1,10 @@
 """The frame loop: warm start, optical flow, temporal loss, scene cuts, multi-pass."""
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline import media, video
 from pipeline.config import Config
@@ -11,7 +13,7 @@ from pipeline.synthetic import MECHANICS_WEIGHTS, moving_clip, write_frames
 
 def small(weights_file, **changes) -> Config:
     values = dict(weights=str(weights_file), size=64, iterations=12, frame_iterations=4, device="cpu",
-                  tolerance=0.0, **MECHANICS_WEIGHTS)  # no convergence stop: iteration counts are exact
+                  tolerance=0.0, quality_slack=0.0, **MECHANICS_WEIGHTS)  # no stop, no extension: exact counts
     values.update(changes)
     return Config(**values)
 
@@ -138,8 +140,39 @@ def test_eval_of_a_stylised_clip_with_style_loss(cli, tmp_path, weights_file, st
     result = cli("eval", tmp_path / "styled", synthetic_frames, "--style", style_image, "--weights", weights_file,
                  "--device", "cpu")
     assert result.exit_code == 0, result.stderr
-    assert "temporal error (RMSE, 0-255):" in result.stdout and "style loss" in result.stdout
+    assert "temporal error (RMSE, 0-255):" in result.stdout and "style term" in result.stdout
     assert "compared at 64x42" in result.stderr               # sizes differ: ORIGINAL resampled, with a warning
+
+
+def test_eval_scores_frames_with_the_runs_objective_and_reports_drift(cli, tmp_path, weights_file, style_image,
+                                                                      synthetic_frames):
+    """eval --style rates each frame with the objective the run optimised (the same pooling, layers and
+    weights: avg pooling by default), so its figures match the run's own log; references give drift."""
+    cfg = small(weights_file)
+    summary, _ = run_job(synthetic_frames, style_image, tmp_path / "styled", cfg)
+    config = tmp_path / "run.yaml"
+    config.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in cfg.to_dict().items() if v is not None))
+    result = cli("eval", tmp_path / "styled", synthetic_frames, "--style", style_image, "--config", config,
+                 "--size", "64", "--reference-every", "2", "--json", tmp_path / "e.json", "--csv", tmp_path / "e.csv")
+    assert result.exit_code == 0, result.stderr
+    figures = json.loads((tmp_path / "e.json").read_text())
+    rated = {q["index"]: q for q in figures["quality"]}
+    assert sorted(rated) == list(range(5))
+    for index in range(5):  # the saved (8-bit) frame scores as the run's final losses did
+        final = summary.losses[index]
+        assert rated[index]["style"] == pytest.approx(final["style"], rel=0.05)
+        assert rated[index]["content"] == pytest.approx(final["content"], rel=0.05)
+    assert [i for i in rated if rated[i]["ratio"] is not None] == [0, 2, 4]
+    assert figures["drift"]["sampled_frames"] == [0, 2, 4] and figures["drift"]["worst_ratio"] > 0
+    assert "against cold optimisation of the same frames" in result.stdout
+    assert "reference_content" in (tmp_path / "e.csv").read_text().splitlines()[0]
+    max_pooled = cfg.replace(pooling="max").to_dict()
+    config.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in max_pooled.items() if v is not None))
+    other = cli("eval", tmp_path / "styled", synthetic_frames, "--style", style_image, "--config", config,
+                "--size", "64", "--json", tmp_path / "max.json")
+    assert other.exit_code == 0, other.stderr
+    style_max = json.loads((tmp_path / "max.json").read_text())["quality"][1]["style"]
+    assert style_max != pytest.approx(rated[1]["style"], rel=0.05)  # the pooling is the config's, not a default
 
 
 def test_eval_bad_input(cli, tmp_path, clip, content_image):
@@ -171,3 +204,77 @@ def test_the_cuda_layout_runs_and_matches(tmp_path, weights_file, style_image, s
     for a, b in zip(sorted((tmp_path / "nchw").glob("*.png")), sorted((tmp_path / "nhwc").glob("*.png"))):
         difference = np.abs(media.read_image(a).astype(float) - media.read_image(b).astype(float))
         assert difference.mean() < 1.0, (a.name, difference.mean())
+
+
+@pytest.mark.parametrize("fill", ["matched", "warped"])
+def test_revealed_pixels_start_without_streaks(weights_file, style_image, fill):
+    """The camera pans 6 px: the 6 columns entering at the right edge have no previous result. The warp
+    repeats its border pixels there (horizontal streaks, carried forward frame after frame); the default
+    fill starts them from the frame's own structure in the stylised palette."""
+    from pipeline.flow import Motion
+
+    cfg = small(weights_file, unreliable_init=fill)
+    rng = np.random.default_rng(0)
+    content = np.repeat(rng.integers(0, 255, (1, 96, 3)), 64, axis=0).astype(np.uint8)  # vertical stripes
+    # the previous frame's "stylised" result: a colour map of the scene, which sat 6 px further right then
+    previous = np.roll(np.clip(content.astype(int) // 2 + 60, 0, 255).astype(np.uint8), 6, axis=1)
+    backward = np.zeros((64, 96, 2), np.float32)
+    backward[..., 0] = 6                                   # frame t at x shows frame t-1 at x + 6
+    weights = np.ones((64, 96), np.float32)
+    weights[:, -6:] = 0                                    # entered at the edge: nothing to warp from
+    stylist = video.Stylist(cfg, torch.device("cpu"), [media.read_image(style_image)], content)
+    init, temporal = stylist.warm_start(1, content, {1: previous}, [Motion(1, backward, weights, 0.94, 0.0, False)])
+    strip = init[0, :, :, -6:]                             # (3, 64, 6)
+    along_rows = strip.std(dim=-1).mean().item()           # streaks: every row of the strip one colour
+    expected = torch.from_numpy(content[:, -6:].astype(np.float32) / 255).permute(2, 0, 1).std(dim=-1).mean().item()
+    if fill == "warped":
+        assert along_rows < 1e-6                           # the fault this guards against
+    else:
+        assert along_rows > 0.3 * expected
+    if fill == "matched":                                  # the frame's structure, in the previous result's palette
+        mapped = np.clip(content[:, -6:].astype(int) // 2 + 60, 0, 255) / 255
+        assert np.abs(strip.permute(1, 2, 0).numpy() - mapped).mean() < 0.02
+    assert torch.equal(init[..., :-7], temporal[0].warped[..., :-7])  # reliable pixels start from the warp
+
+
+def test_a_static_clip_stops_early_and_says_so(tmp_path, weights_file, style_image):
+    """Later frames of a static shot start at the first frame's level, so their early stop is earned at once;
+    the summary counts them."""
+    still = write_frames([moving_clip(frames=1, width=96, height=64).frames[0]] * 5, tmp_path / "still")
+    cfg = small(weights_file, iterations=40, frame_iterations=40, tolerance=1e-2, tolerance_window=5, log_every=5,
+                quality_slack=1.15)
+    summary, events = run_job(still, style_image, tmp_path / "out", cfg)
+    assert summary.early_stops == 4 and max(summary.iterations[1:]) < 40
+    done = [e for e in events if isinstance(e, video.FrameDone)]
+    assert all(e.iterations < 40 for e in done[1:])
+
+
+def test_cold_references_report_drift_and_a_resume_keeps_the_same_level(tmp_path, weights_file, style_image,
+                                                                        monkeypatch):
+    """--reference-every N optimises every Nth frame cold as well (not used in the output): the summary gives
+    each sampled frame's content + style against it, and later frames are judged against that level. A run
+    killed while optimising a reference redoes that frame and its reference on resume, so the frames equal an
+    uninterrupted run's."""
+    frames = write_frames(moving_clip(frames=7, width=96, height=64).frames, tmp_path / "in")
+    cfg = small(weights_file, quality_slack=1.15, tolerance=1e-3, tolerance_window=2, log_every=2,
+                reference_every=3)
+    summary, events = run_job(frames, style_image, tmp_path / "whole", cfg)
+    assert sorted(summary.references) == [3, 6] and [i for i, _ in summary.drift()] == [3, 6]
+    assert [e.index for e in events if isinstance(e, video.Reference)] == [3, 6]
+    assert all(ratio > 0 for _, ratio in summary.drift())
+    real = video._Loop._reference
+
+    def killed_in_reference(self, index, frame, content):
+        if index == 3:
+            raise KeyboardInterrupt
+        return real(self, index, frame, content)
+
+    monkeypatch.setattr(video._Loop, "_reference", killed_in_reference)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(frames, style_image, tmp_path / "resumed", cfg)
+    monkeypatch.setattr(video._Loop, "_reference", real)
+    resumed, events = run_job(frames, style_image, tmp_path / "resumed", cfg)
+    assert resumed.resumed == 3 and sorted(resumed.references) == [3, 6]
+    for index in range(7):
+        assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
+                              media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index

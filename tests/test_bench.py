@@ -1,0 +1,48 @@
+"""Benchmarks run end to end at tiny sizes (their figures are measured at real sizes; see README)."""
+import json
+import math
+
+
+def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("iterations: 6\nframe_iterations: 2\nscales: [32]\nscale_iterations: [3]\nmin_scale: 0\n")
+    result = cli("bench", "--sizes", "48", "--frames", "3", "--clip-size", "48", "--reference-evaluations", "3",
+                 "--config", config, "--device", "cpu", "--json", tmp_path / "bench.json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    overhead, image, clip = report["overhead"][0], report["image"][0], report["clip"]
+    assert overhead["size"] == [48, 26] and 0.5 < overhead["ratio"] < 10  # the objective costs about a bare pass
+    assert overhead["ratio"] == overhead["objective_seconds"] / overhead["bare_seconds"]
+    assert image["schedule"] == [[17, 32], [26, 48]]         # (H, W): the coarse scale, then full size
+    assert math.isfinite(image["multiscale_final"]) and math.isfinite(image["single_final"])
+    assert clip["frames"] == 3 and clip["ours_iterations_first"] == 6
+    assert clip["ours_iterations_later"] <= 4  # the cap, extended twofold for frames below the cold level
+    assert clip["speedup"] == clip["reference_seconds"] / clip["ours_seconds"]
+    result = cli("bench", "flicker", "--frames", "3", "--size", "40", "--iterations", "3", "--json", tmp_path / "f.json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads((tmp_path / "f.json").read_text())
+    assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "temporal", "long-term"]
+    assert rows[0]["later_iterations"] == 3                 # cold frames: all the first frame's iterations
+    assert rows[3]["later_iterations"] == 1                 # warm: a third ...
+    assert 1 <= rows[4]["later_iterations"] <= 2            # ... twice that for a frame below the cold level
+
+
+def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):
+    result = cli("bench", "drift", "--frames", "12", "--size", "48", "--iterations", "6", "--frame-iterations", "3",
+                 "--every", "4", "--variants", "ruder,default", "--json", tmp_path / "d.json", "--plot",
+                 tmp_path / "plots" / "d.png")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert sorted(map(int, report["cold"])) == [0, 4, 8]
+    rows = {r["name"]: r for r in report["rows"]}
+    assert list(rows) == ["ruder", "default"] and (tmp_path / "plots" / "d.png").exists()
+    assert rows["ruder"]["later_iterations"] <= 3      # Ruder's plain cap; the default may extend it to 2x
+    assert rows["default"]["later_iterations"] <= 6
+    for row in rows.values():
+        assert len(row["per_frame"]) == 12 and row["later_frames"] == 11
+        ratios = [sum(row["per_frame"][i]) / sum(report["cold"][str(i)]) for i in (4, 8)]
+        assert row["quality_ratio"] == sum(ratios) / 2 and row["worst_ratio"] == max(ratios)
+        assert row["speedup"] == 6 / row["later_iterations"]
+    assert "ruder: Ruder's loss" in result.stdout
+    result = cli("bench", "drift", "--variants", "nope")
+    assert result.exit_code == 2 and "unknown variant 'nope'" in result.stderr
