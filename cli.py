@@ -182,10 +182,9 @@ class Reporter:
             self.log.flush()
 
     def __call__(self, event: Any) -> None:
-        from pipeline import video
-        from pipeline.optimise import Step
+        from pipeline.events import FrameDone, Notice, Reference, Started, Step
 
-        if isinstance(event, video.Started):
+        if isinstance(event, Started):
             self.total = event.total
             self.image = event.source.kind == "image"
             self.record("started", input=str(event.source.path), frames=event.total, size=event.size,
@@ -204,7 +203,7 @@ class Reporter:
                 self.bar.n = event.iteration
                 self.bar.set_postfix(loss=f"{event.losses['total']:.4g}", refresh=False)
                 self.bar.refresh()
-        elif isinstance(event, video.FrameDone):
+        elif isinstance(event, FrameDone):
             self.record("frame", index=event.index, iterations=event.iterations, seconds=round(event.seconds, 3),
                         losses=event.losses, cut=event.cut, resumed=event.resumed, pass_number=event.pass_number,
                         reliable=event.reliable)
@@ -223,10 +222,10 @@ class Reporter:
                 else:
                     self.write(f"{self.prefix}frame {event.index + 1}{total}: {event.iterations} iterations, "
                                f"{event.seconds:.1f} s, loss {event.losses.get('total', 0):.4g}")
-        elif isinstance(event, video.Reference):
+        elif isinstance(event, Reference):
             self.record("reference", index=event.index, iterations=event.iterations, seconds=round(event.seconds, 3),
                         losses=event.losses)
-        elif isinstance(event, video.Notice):
+        elif isinstance(event, Notice):
             self.record("warning", message=event.message)
             self.write(f"{self.prefix}warning: {event.message}")
 
@@ -240,6 +239,47 @@ class Reporter:
         if self.log:
             self.log.close()
             self.log = None
+
+
+class BatchReporter:
+    """Renders a batch's events. One device: each job's own progress through `reporter`, prefixed with its
+    place in the batch. Several: a line per job started and finished and every 25th frame, per device."""
+
+    def __init__(self, reporter: Reporter, numbers: list[int], parallel: bool):
+        self.reporter, self.numbers, self.parallel = reporter, numbers, parallel
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, event: Any) -> None:
+        from pipeline.events import JobDone, JobProgress, JobStarted, WorkerExit
+
+        reporter, quiet = self.reporter, self.reporter.quiet
+        if isinstance(event, JobStarted) and self.parallel:
+            self.counts[event.device] = 0
+            reporter.record("job_started", device=event.device, job=event.job, input=event.name)
+            if not quiet:
+                reporter.write(f"[{event.device}] job {event.job}: {event.name}")
+        elif isinstance(event, JobStarted):
+            reporter.prefix = f"[job {self.numbers.index(event.job) + 1}/{len(self.numbers)}] "
+            reporter.bar = None
+        elif isinstance(event, JobProgress):
+            count = self.counts[event.device] = self.counts.get(event.device, 0) + 1
+            total = event.frame.total
+            if not quiet and (count % 25 == 0 or (total and count == total)):
+                reporter.write(f"[{event.device}] frame {count}{f'/{total}' if total else ''}")
+        elif isinstance(event, JobDone):
+            outcome = event.outcome
+            reporter.close_bar()
+            reporter.record("job", job=outcome.job.number, status=outcome.status, frames=outcome.frames,
+                            seconds=round(outcome.seconds, 2), message=outcome.message,
+                            **({"device": event.device} if self.parallel else {}))
+            if not quiet and self.parallel:
+                reporter.write(f"[{event.device}] job {outcome.job.number}: {outcome.status}"
+                               + (f" ({outcome.message})" if outcome.message else ""))
+            elif not quiet:
+                reporter.write(f"job {outcome.job.number} ({outcome.job.name}): {outcome.status}"
+                               + (f": {outcome.message}" if outcome.message else ""))
+        elif not isinstance(event, WorkerExit):
+            reporter(event)
 
 
 def summary_line(summary: Any) -> str:
@@ -467,47 +507,8 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     stop = video.StopFlag()
     started = time.perf_counter()
     with _Signals(stop, reporter):
-        if len(device_list) > 1:
-            counts: dict[str, int] = {}
-
-            def report(message: tuple) -> None:
-                kind, device = message[0], message[1]
-                if kind == "start":
-                    counts[device] = 0
-                    reporter.record("job_started", device=device, job=message[2], input=message[3])
-                    if not quiet:
-                        reporter.write(f"[{device}] job {message[2]}: {message[3]}")
-                elif kind == "frame":
-                    counts[device] = counts.get(device, 0) + 1
-                    if not quiet and (counts[device] % 25 == 0 or (message[3] and counts[device] == message[3])):
-                        total = f"/{message[3]}" if message[3] else ""
-                        reporter.write(f"[{device}] frame {counts[device]}{total}")
-                elif kind == "outcome":
-                    outcome = message[2]
-                    reporter.record("job", job=outcome.job.number, status=outcome.status, frames=outcome.frames,
-                                    seconds=round(outcome.seconds, 2), message=outcome.message, device=device)
-                    if not quiet:
-                        reporter.write(f"[{device}] job {outcome.job.number}: {outcome.status}"
-                                       + (f" ({outcome.message})" if outcome.message else ""))
-
-            outcomes = batch.run_parallel(jobs, device_list, base_config, options, report, stop)
-        else:
-            outcomes = []
-            for position, job in enumerate(jobs, start=1):
-                if stop.signum is not None:
-                    outcomes.append(batch.Outcome(job, "stopped", message="not started"))
-                    continue
-                reporter.prefix = f"[job {position}/{len(jobs)}] "
-                reporter.bar = None
-                outcome = batch.run_one(job, base_config, options, reporter, stop,
-                                        device_list[0] if device_list else None)
-                reporter.close_bar()
-                reporter.record("job", job=job.number, status=outcome.status, frames=outcome.frames,
-                                seconds=round(outcome.seconds, 2), message=outcome.message)
-                outcomes.append(outcome)
-                if not quiet:
-                    reporter.write(f"job {job.number} ({job.name}): {outcome.status}"
-                                   + (f": {outcome.message}" if outcome.message else ""))
+        outcomes = batch.run_batch(jobs, device_list, base_config, options,
+                                   BatchReporter(reporter, [job.number for job in jobs], len(device_list) > 1), stop)
     reporter.record("batch_finished", seconds=round(time.perf_counter() - started, 2),
                     failed=sum(o.status == "failed" for o in outcomes))
     reporter.close()
@@ -825,7 +826,8 @@ def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], make_
     from pipeline import media, reconstruct
 
     target = _png_output(out, panels)
-    maker = reconstruct.Reconstructor(media.read_image(image), size=size, weights=weights, device=device,
+    cfg = Config(size=size, weights=weights, device=device)
+    maker = reconstruct.Reconstructor(media.read_image(image), cfg,
                                       layers=sorted({layer for subset in subsets for layer in subset}))
     progress = _PanelProgress(len(subsets), iterations, quiet)
     results = [reconstruct.Panel("original", maker.image)]

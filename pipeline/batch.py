@@ -24,8 +24,9 @@ from typing import Any, Callable
 
 import yaml
 
-from . import media
+from . import media, probe
 from .config import Config, ConfigError, NSTError, coerce_values, load_yaml, yaml_error
+from .events import FrameDone, JobDone, JobProgress, JobStarted, WorkerExit
 from .files import FOLDER_MARKER, check_not_overwriting, foreign_files
 from .workdir import default_work_dir
 
@@ -105,8 +106,8 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
             raise ConfigError("a glob of inputs needs --style and --out-dir")
         for number, match in enumerate(matches, start=1):
             source = Path(match)
-            output = Path(out_dir) / (source.name if source.is_dir() or source.suffix.lower() in media.VIDEO_EXTS
-                                      + media.IMAGE_EXTS else f"{source.stem}.mp4")
+            output = Path(out_dir) / (source.name if source.is_dir() or source.suffix.lower() in probe.VIDEO_EXTS
+                                      + probe.IMAGE_EXTS else f"{source.stem}.mp4")
             jobs.append(BatchJob(number, source, tuple(Path(s) for s in style.split(",")), output))
     errors += validate(jobs, base_config or Config())
     if errors:
@@ -225,15 +226,15 @@ def _worker(device: str, threads: int, jobs: "multiprocessing.Queue", results: "
     base_config = config_from_dict(base)
 
     def events(event: Any) -> None:
-        if isinstance(event, video.FrameDone):
-            results.put(("frame", device, event.index, event.total, event.resumed))
+        if isinstance(event, FrameDone):
+            results.put(JobProgress(device, event))
 
     while stop.signum is None:
         try:
             job = jobs.get_nowait()
         except queue.Empty:
             break
-        results.put(("start", device, job.number, job.name))
+        results.put(JobStarted(job.number, job.name, device))
         try:
             outcome = run_one(job, base_config, options, events, stop, device)
         except KeyboardInterrupt:
@@ -241,13 +242,33 @@ def _worker(device: str, threads: int, jobs: "multiprocessing.Queue", results: "
         except BaseException as error:  # report, never die silently
             outcome = Outcome(job, "failed", message=f"{type(error).__name__}: {error}", device=device)
             traceback.print_exc()
-        results.put(("outcome", device, outcome))
-    results.put(("exit", device))
+        results.put(JobDone(outcome, device))
+    results.put(WorkerExit(device))
+
+
+def run_batch(jobs: list[BatchJob], devices: list[str], base_config: Config, options: dict[str, Any],
+              events: Callable[[Any], None], stop: Any) -> list[Outcome]:
+    """Every job, on one device in this process (in order; `events` gets JobStarted, the run's own events and
+    JobDone for each) or spread over one worker process per device (run_parallel). Jobs not started because
+    of a stop are reported as such."""
+    if len(devices) > 1:
+        return run_parallel(jobs, devices, base_config, options, events, stop)
+    device = devices[0] if devices else None
+    outcomes = []
+    for job in jobs:
+        if stop.signum is not None:
+            outcomes.append(Outcome(job, "stopped", message="not started"))
+            continue
+        events(JobStarted(job.number, job.name, device))
+        outcome = run_one(job, base_config, options, events, stop, device)
+        events(JobDone(outcome, device))
+        outcomes.append(outcome)
+    return outcomes
 
 
 def run_parallel(jobs: list[BatchJob], devices: list[str], base_config: Config, options: dict[str, Any],
-                 report: Callable[[tuple], None], stop: Any) -> list[Outcome]:
-    """Run jobs on one worker process per device; `report` receives progress tuples in the parent."""
+                 report: Callable[[Any], None], stop: Any) -> list[Outcome]:
+    """Run jobs on one worker process per device; `report` receives their events in the parent."""
     context = multiprocessing.get_context("spawn")
     job_queue, results = context.Queue(), context.Queue()
     for job in jobs:
@@ -274,9 +295,9 @@ def run_parallel(jobs: list[BatchJob], devices: list[str], base_config: Config, 
             if not any(w.is_alive() for w in workers):
                 break
             continue
-        if message[0] == "outcome":
-            outcomes.append(message[2])
-        elif message[0] == "exit":
+        if isinstance(message, JobDone):
+            outcomes.append(message.outcome)
+        elif isinstance(message, WorkerExit):
             running -= 1
         report(message)
     for worker in workers:

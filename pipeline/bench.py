@@ -154,16 +154,11 @@ def parse_sizes(text: str) -> list[int]:
 
 def _setup(cfg: Config, device, size: tuple[int, int]):
     """Model, objective with targets, and a content tensor for a (W, H) frame."""
-    from .losses import Objective
+    from .losses import build_objective
     from .optimise import to_tensor
-    from .runtime import configure, prepare_model
-    from .vgg import build_model
 
-    autocast = configure(device, cfg.precision)
-    model = prepare_model(build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
-                                      cfg.weights_format, device), device)
-    objective = Objective.from_config(model, cfg)
-    objective.autocast_dtype = autocast
+    objective = build_objective(cfg, device)
+    model = objective.model
     content = to_tensor(media.resize(_photo("tubingen.png", 3, size), size), device)
     objective.set_style([to_tensor(_photo("the_scream.png", 7, (320, 400)), device)])
     objective.set_content(content)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import media
+from . import media, probe
 from .config import Config, NSTError
 from .files import write_file, write_json
 from .metrics import Evaluation, FrameQuality, temporal_errors
@@ -20,16 +20,13 @@ class Scorer:
     def __init__(self, cfg: Config, style: Path, size: tuple[int, int], reference_every: int = 0):
         import torch
 
-        from .losses import Objective
+        from .losses import build_objective
         from .optimise import to_tensor
         from .runtime import select_device
-        from .vgg import build_model
 
         self.cfg, self.reference_every, self.torch, self.to_tensor = cfg, reference_every, torch, to_tensor
         self.device = select_device(cfg.device)
-        model = build_model(cfg.weights, list(cfg.content_layers) + list(cfg.style_layers), cfg.pooling,
-                            cfg.weights_format, self.device)
-        self.objective = Objective.from_config(model, cfg)
+        self.objective = build_objective(cfg, self.device)
         self.objective.set_style([to_tensor(media.read_image(style), self.device)], None)
         self.size = (size[1], size[0])  # (H, W)
 
@@ -55,7 +52,7 @@ def evaluate_clips(stylised: Path, original: Path, *, size: int | None = None, s
                    cfg: Config | None = None, reference_every: int = 0) -> Evaluation:
     """Temporal error of STYLISED against ORIGINAL; with `style`, each frame's content and style terms under
     `cfg`'s objective, and every `reference_every`th frame's cold optimisation for comparison."""
-    info_s, info_o = media.inspect_input(stylised), media.inspect_input(original)
+    info_s, info_o = probe.inspect_input(stylised), probe.inspect_input(original)
     for info, name in ((info_s, "STYLISED"), (info_o, "ORIGINAL")):
         if info.kind == "image" or info.frames == 1:
             raise NSTError(f"{name} has one frame: temporal error needs at least 2")

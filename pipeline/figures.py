@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import media
-from .files import temp_sibling
+from .files import atomic
 
 LOSS_COLOURS = {"total": "black", "content": "tab:blue", "style": "tab:red", "tv": "tab:green",
                 "temporal": "tab:purple"}
@@ -30,13 +30,10 @@ def _pyplot():
 def _save(fig, path: str | Path, dpi: int = 150) -> None:
     """Save a figure atomically (temporary name, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_sibling(path)
     try:
-        fig.savefig(temp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        temp.replace(path)
+        with atomic(path) as temp:
+            fig.savefig(temp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     finally:
-        temp.unlink(missing_ok=True)
         _pyplot().close(fig)
 
 
@@ -107,11 +104,10 @@ def progress_animation(items: Sequence[tuple[int, Path, dict]], path: str | Path
     frames = _loaded(items)
     path = Path(path)
     if path.suffix.lower() == ".gif":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = temp_sibling(path)
         images = [Image.fromarray(f) for f in frames]
-        images[0].save(temp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-        temp.replace(path)
+        with atomic(path) as temp:
+            images[0].save(temp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps),
+                           loop=0)
         return
     width, height = frames[0].shape[1] // 2 * 2, frames[0].shape[0] // 2 * 2
     writer = media.VideoWriter(path, (width, height), Fraction(fps))

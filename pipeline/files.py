@@ -14,12 +14,13 @@ numpy-free and torch-free: only the standard library.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from .config import ConfigError
 
@@ -49,23 +50,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(path: str | Path, data: bytes, *, durable: bool = False) -> None:
-    """Write `data` atomically: a temporary name beside `path` (removed on failure), optional fsync, rename."""
+@contextlib.contextmanager
+def atomic(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
+    """The one way a finished file appears: whatever is written to the yielded temporary name beside `path`
+    is renamed to `path` when the block ends, and removed if it fails (a reader sees the old file or the new
+    one, never half of one). `durable` fsyncs the file and its folder."""
     path = Path(path)
     make_parent(path)
     temp = temp_sibling(path)
     try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
+        yield temp
+        if durable:
+            with open(temp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(temp, path)
-    except BaseException:
+    finally:
         temp.unlink(missing_ok=True)
-        raise
     if durable:
         fsync_dir(path.parent)
+
+
+def write_file(path: str | Path, data: bytes, *, durable: bool = False) -> None:
+    """Write `data` atomically (see atomic)."""
+    with atomic(path, durable=durable) as temp:
+        temp.write_bytes(data)
 
 
 def write_json(path: str | Path, data: object, *, durable: bool = False, indent: int = 1) -> None:

@@ -120,8 +120,9 @@ class Objective:
 
     def __init__(self, model: "vgg_module.VGG19Features", content_layers: Mapping[str, float],
                  style_layers: Mapping[str, float], *, content_weight: float, style_weight: float,
-                 tv_weight: float = 0.0, temporal_weight: float = 0.0, loss_scale: str = "mean",
-                 style_scale: float = 1.0, temporal_detail: float = 1.0, temporal_sigma: float = 1.5):
+                 tv_weight: float = 0.0, temporal_weight: float = 0.0, loss_scale: str = Config.loss_scale,
+                 style_scale: float = Config.style_scale, temporal_detail: float = Config.temporal_detail,
+                 temporal_sigma: float = Config.temporal_sigma):
         self.model = model
         self.content_layers = {k: v for k, v in content_layers.items() if v > 0}
         self.style_layers = {k: v for k, v in style_layers.items() if v > 0}
@@ -141,7 +142,7 @@ class Objective:
 
     @classmethod
     def from_config(cls, model: "vgg_module.VGG19Features", cfg: "Config") -> "Objective":
-        """The objective a run optimises, every weight read from the one Config."""
+        """The objective a run optimises on `model`, every weight read from the one Config."""
         return cls(model, cfg.content_layers, cfg.style_layers, content_weight=cfg.content_weight,
                    style_weight=cfg.style_weight, tv_weight=cfg.tv_weight, temporal_weight=cfg.temporal_weight,
                    loss_scale=cfg.loss_scale, style_scale=cfg.style_scale, temporal_detail=cfg.temporal_detail,
@@ -236,3 +237,26 @@ class Objective:
             parts["temporal"] = self.temporal_weight * temporal
         total = sum(parts.values())
         return total, parts
+
+
+def build_network(cfg: Config, device: torch.device, extra_layers: Sequence[str] = ()) -> vgg_module.VGG19Features:
+    """The one place a Config becomes a network (runs, eval, bench and the figures): VGG19 with cfg's weights
+    and pooling, cut after the deepest of its layers and `extra_layers` (for objectives made later on the same
+    network), laid out for `device`."""
+    from .runtime import prepare_model
+
+    layers = dict.fromkeys([*cfg.content_layers, *cfg.style_layers, *extra_layers])
+    return prepare_model(vgg_module.build_model(cfg.weights, list(layers), cfg.pooling, cfg.weights_format, device),
+                         device)
+
+
+def build_objective(cfg: Config, device: torch.device, *,
+                    model: vgg_module.VGG19Features | None = None) -> Objective:
+    """A run's objective from its Config: build_network's VGG19 (or `model`), run at cfg's precision. Style
+    and content targets are set by the caller."""
+    from .runtime import configure, prepare_model
+
+    autocast = configure(device, cfg.precision)
+    objective = Objective.from_config(prepare_model(model, device) if model else build_network(cfg, device), cfg)
+    objective.autocast_dtype = autocast
+    return objective

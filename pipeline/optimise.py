@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config, NSTError
+from .events import Step
 from .losses import Objective, TemporalTarget, resize_image
 
 
@@ -88,18 +89,6 @@ class Plan:
         scales = tuple((scaled_size(size, s), n) for s, n in coarse) + ((size, final),)
         return cls(scales, optimizer or cfg.optimizer, step_size if step_size is not None else cfg.step_size,
                    cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=0.02 if first else BOUND_EPS)
-
-
-@dataclass
-class Step:
-    """A progress report, sent every `log_every` iterations (the only host synchronisation points)."""
-
-    frame: int
-    iteration: int
-    iterations: int
-    size: tuple[int, int]
-    losses: dict[str, float]
-    seconds: float
 
 
 @dataclass

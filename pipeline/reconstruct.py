@@ -18,10 +18,9 @@ import torch
 
 from . import media
 from .config import VGG19_LAYERS, Config, ConfigError
-from .losses import Objective
+from .losses import Objective, build_network
 from .optimise import Plan, Result, noise_like, stylise, to_frame, to_tensor
 from .runtime import select_device
-from .vgg import build_model
 
 CONTENT_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -79,22 +78,29 @@ def _optimise_one_term(objective: Objective, target: torch.Tensor, iterations: i
 
 
 class Reconstructor:
-    def __init__(self, image: np.ndarray, *, size: int, weights: str | None, device: str = "auto",
-                 pooling: str = "max", layers: Sequence[str] = ()):
-        self.device = select_device(device)
-        width, height = media.working_size(image.shape[1], image.shape[0], size)
+    """One image's reconstructions from single terms, on the network a run with `cfg` uses (its weights and
+    pooling); only the terms differ: one content layer, or style layers weighted equally, no TV."""
+
+    def __init__(self, image: np.ndarray, cfg: Config, layers: Sequence[str] = ()):
+        self.device = select_device(cfg.device)
+        width, height = media.working_size(image.shape[1], image.shape[0], cfg.size)
         self.image = media.resize(image, (width, height))
         self.target = to_tensor(self.image, self.device)
-        self.model = build_model(weights, layers or VGG19_LAYERS[-1:], pooling, device=self.device)
+        self.cfg = cfg.replace(tv_weight=0.0, temporal_weight=0.0)
+        self.model = build_network(self.cfg, self.device, layers or VGG19_LAYERS[-1:])
+
+    def _objective(self, content: dict[str, float], style: dict[str, float]) -> Objective:
+        return Objective.from_config(self.model, self.cfg.replace(
+            content_layers=content, style_layers=style, content_weight=float(bool(content)),
+            style_weight=float(bool(style))))
 
     def content(self, layer: str, iterations: int, seed: int = 0, callback: Callable | None = None) -> Panel:
-        objective = Objective(self.model, {layer: 1.0}, {}, content_weight=1.0, style_weight=0.0)
+        objective = self._objective({layer: 1.0}, {})
         result = _optimise_one_term(objective, self.target, iterations, seed, callback)
         return Panel(layer, to_frame(result.image), result)
 
     def style(self, layers: Sequence[str], iterations: int, seed: int = 0, callback: Callable | None = None) -> Panel:
-        objective = Objective(self.model, {}, {name: 1.0 / len(layers) for name in layers},
-                              content_weight=0.0, style_weight=1.0)
+        objective = self._objective({}, {name: 1.0 / len(layers) for name in layers})
         objective.set_style([self.target])
         result = _optimise_one_term(objective, self.target, iterations, seed, callback)
         return Panel(" + ".join(layers) if len(layers) <= 2 else f"{layers[0]} ... {layers[-1]}",
@@ -121,8 +127,7 @@ def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], conte
     device = select_device(cfg.device)
     width, height = media.working_size(content.shape[1], content.shape[0], cfg.size)
     target = to_tensor(media.resize(content, (width, height)), device)
-    model = build_model(cfg.weights, list(content_layers) + list(cfg.style_layers), cfg.pooling,
-                        cfg.weights_format, device)
+    model = build_network(cfg, device, content_layers)
     style_tensor = to_tensor(style, device)
     init = noise_like(target, cfg.seed) if cfg.init == "noise" else target
     plan = Plan.for_frame(cfg, (height, width), first=True)
@@ -130,8 +135,8 @@ def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], conte
     for layer in content_layers:
         row = []
         for ratio in ratios:
-            objective = Objective(model, {layer: 1.0}, cfg.style_layers, content_weight=ratio, style_weight=1.0,
-                                  tv_weight=cfg.tv_weight, loss_scale=cfg.loss_scale, style_scale=cfg.style_scale)
+            objective = Objective.from_config(model, cfg.replace(content_layers={layer: 1.0}, content_weight=ratio,
+                                                                 style_weight=1.0, temporal_weight=0.0))
             objective.set_style([style_tensor])
             result = stylise(target, init, objective, plan, callback=callback)
             row.append(Panel(f"{layer}, \u03b1/\u03b2 = {ratio:g}", to_frame(result.image), result))

@@ -213,7 +213,8 @@ def weights_identity(path: str | Path | None) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def build_model(weights: str | Path | None, layers: Iterable[str], pooling: str = "max",
+def build_model(weights: str | Path | None, layers: Iterable[str], pooling: str,
                 weights_format: str = "torchvision", device: torch.device | str = "cpu",
                 progress: bool = True) -> VGG19Features:
+    """VGG19 cut after the deepest of `layers`; `pooling` has no default here: it is the Config's."""
     return VGG19Features(load_weights(weights, progress), layers, pooling, weights_format).to(device)

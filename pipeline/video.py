@@ -25,14 +25,15 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from . import color, media, memory, runtime
+from . import color, media, memory, probe, runtime
 from .config import MAX_SIZE, Config, ConfigError, NSTError
+from .events import FrameDone, Notice, Reference, Started
 from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
 from .flow import (FlowEstimator, Motion, analyse, histogram_distance, inpaint, long_term_offsets, long_term_weights,
                    matched_fill, warp)
-from .losses import Objective, TemporalTarget, resize_image
+from .losses import TemporalTarget, build_objective, resize_image
 from .optimise import NonFiniteLoss, Plan, Result, noise_like, quality, stylise, to_frame, to_tensor
-from .vgg import build_model, weights_identity
+from .vgg import weights_identity
 from .workdir import WorkDir, default_work_dir
 
 MULTIPASS_BLEND = 0.5  # delta of Ruder et al.'s multi-pass initialisation
@@ -52,43 +53,6 @@ class Job:
     snapshot: Callable[[int, np.ndarray, dict], None] | None = None
     keep_histories: bool = False         # every iteration's losses of every frame (for a loss plot)
     overwrite: bool = False              # an OUTPUT folder's numbered frames may be replaced though not ours
-
-
-@dataclass
-class Started:
-    total: int | None
-    size: tuple[int, int]
-    device: str
-    resumed: int
-    source: media.MediaInfo
-    work_dir: Path | None
-
-
-@dataclass
-class FrameDone:
-    index: int
-    total: int | None
-    iterations: int
-    losses: dict[str, float]
-    seconds: float
-    cut: bool = False
-    resumed: bool = False
-    pass_number: int = 1
-    reliable: float | None = None
-
-
-@dataclass
-class Notice:
-    message: str
-
-
-@dataclass
-class Reference:
-    """A sampled frame optimised cold (not used in the output): the level a later frame is judged against."""
-    index: int
-    losses: dict[str, float]
-    iterations: int
-    seconds: float
 
 
 @dataclass
@@ -153,12 +117,8 @@ class Stylist:
                  *, init_image: np.ndarray | None = None, emit: Callable[[Any], None] = lambda e: None,
                  model=None):
         self.cfg, self.device, self.emit = cfg, device, emit
-        autocast = runtime.configure(device, cfg.precision)
-        layers = list(cfg.content_layers) + list(cfg.style_layers)
-        self.model = runtime.prepare_model(model or build_model(cfg.weights, layers, cfg.pooling,
-                                                                cfg.weights_format, device), device)
-        self.objective = Objective.from_config(self.model, cfg)
-        self.objective.autocast_dtype = autocast
+        self.objective = build_objective(cfg, device, model=model)
+        self.model = self.objective.model
         style_tensors = [to_tensor(s, device) for s in styles]
         if cfg.original_colors:  # luminance-only: styles as grey matched to the first frame's luminance
             content = to_tensor(first_content, device)
@@ -190,12 +150,10 @@ class Stylist:
         lower step size (logged), and a second failure is an error naming the frame."""
         content = to_tensor(content_frame, self.device)
         target = self.space(content)
-        snapshot = None
-        if on_snapshot:
-            def snapshot(iteration: int, image: torch.Tensor, losses: dict) -> None:
-                on_snapshot(iteration, self.finish(image, resize_image(content, tuple(image.shape[-2:]))), losses)
+        def snapshot(iteration: int, image: torch.Tensor, losses: dict) -> None:
+            on_snapshot(iteration, self.finish(image, resize_image(content, tuple(image.shape[-2:]))), losses)
         kwargs = dict(temporal=temporal, frame=index, callback=self.emit, save_every=save_every,
-                      on_snapshot=snapshot)
+                      on_snapshot=snapshot if on_snapshot else None)
         try:
             result = stylise(target, init, self.objective, plan, **kwargs)
         except NonFiniteLoss as error:
@@ -272,7 +230,7 @@ class MotionAnalyser:
 
 # ---- the job ---------------------------------------------------------------------------------------
 
-def _input_identity(source: media.MediaInfo) -> dict[str, Any]:
+def _input_identity(source: probe.MediaInfo) -> dict[str, Any]:
     paths = source.files if source.kind != "video" else (source.path,)
     stats = [os.stat(p) for p in paths]
     return {"kind": source.kind, "path": str(Path(source.path).resolve()), "count": len(paths),
@@ -357,7 +315,7 @@ def reads_of(input_path: Path, styles: tuple[Path, ...], cfg: Config) -> dict[st
     input_path = Path(input_path)
     reads: dict[str, list[Path]] = {"INPUT": [input_path]}
     if input_path.is_dir():
-        reads["INPUT"] += [p for p in input_path.iterdir() if media.is_image_path(p)]
+        reads["INPUT"] += [p for p in input_path.iterdir() if probe.is_image_path(p)]
     reads["STYLE"] = list(styles)
     if cfg.weights:
         reads["weights file"] = [Path(cfg.weights)]
@@ -366,7 +324,7 @@ def reads_of(input_path: Path, styles: tuple[Path, ...], cfg: Config) -> dict[st
     return reads
 
 
-def check_frame_size(source: media.MediaInfo, size: tuple[int, int], cfg: Config) -> None:
+def check_frame_size(source: probe.MediaInfo, size: tuple[int, int], cfg: Config) -> None:
     """Refuse frames too small on their shortest side for the deepest VGG19 layer used (its poolings would
     leave nothing), naming the minimum and the --size that reaches it."""
     minimum, layer = cfg.min_side()
@@ -382,7 +340,7 @@ def check_frame_size(source: media.MediaInfo, size: tuple[int, int], cfg: Config
                       "--size reaches: crop or pad the input")
 
 
-def prepare_notices(source: media.MediaInfo, output: Path, cfg: Config) -> list[str]:
+def prepare_notices(source: probe.MediaInfo, output: Path, cfg: Config) -> list[str]:
     """What the user should know before the work starts: an odd size made even, an alpha channel dropped."""
     notices = []
     if cfg.keep_size and media.output_kind(output) == "video":
@@ -404,7 +362,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     emit = events or (lambda event: None)
     started = time.perf_counter()
     output = Path(job.output)
-    source = media.inspect_input(job.input)
+    source = probe.inspect_input(job.input)
     if cfg.init not in ("content", "noise") and not Path(cfg.init).is_file():
         raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
     check_not_overwriting(output, reads_of(job.input, job.styles, cfg), folder=media.output_kind(output) == "folder")
@@ -419,7 +377,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     device = runtime.select_device(cfg.device)
     size = media.working_size(source.width, source.height, cfg.size)
     check_frame_size(source, size, cfg)
-    fps = cfg.fps or source.fps or media.DEFAULT_FOLDER_FPS
+    fps = cfg.fps or source.fps or probe.DEFAULT_FOLDER_FPS
     check_memory(device, size, cfg)
     if media.output_kind(output) == "video":
         media.check_encoder(cfg.codec, cfg.crf, output)
@@ -472,7 +430,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
 
 
 class _Loop:
-    def __init__(self, job: Job, cfg: Config, source: media.MediaInfo, size: tuple[int, int], fps,
+    def __init__(self, job: Job, cfg: Config, source: probe.MediaInfo, size: tuple[int, int], fps,
                  device: torch.device, styles: list[np.ndarray], init_image: np.ndarray | None,
                  work: WorkDir | None, summary: Summary, emit: Callable, stop: StopFlag | None):
         self.job, self.cfg, self.source, self.size, self.fps = job, cfg, source, size, fps

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .config import ConfigError, NSTError
-from .files import write_json
+from .files import write_file, write_json
 from .media import FRAME_NAME, write_image
 
 FORMAT = 1
@@ -226,10 +226,5 @@ class WorkDir:
         """Drop log lines of frames that will be redone (index >= keep in this pass, and later passes)."""
         records = [r for r in self.read_log()
                    if r.get("pass", 1) < pass_number or (r.get("pass", 1) == pass_number and r["index"] < keep)]
-        temp = self.path / ".log.jsonl.tmp"
-        with open(temp, "w") as handle:
-            for record in records:
-                handle.write(json.dumps(record, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, self.path / "log.jsonl")
+        write_file(self.path / "log.jsonl", "".join(json.dumps(record, sort_keys=True) + "\n"
+                                                    for record in records).encode(), durable=True)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import media  # noqa: E402
+from pipeline import media, probe  # noqa: E402
 from pipeline.synthetic import moving_clip, save_random_weights, write_frames  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -42,7 +42,7 @@ def full_weights_file(tmp_path_factory) -> Path:
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
+    subprocess.run([probe.ffmpeg_exe(), "-v", "error", "-y", *args], check=True)
 
 
 def make_clip(path: Path, *, frames: int = 8, size: str = "96x64", rate: str = "30000/1001", audio: bool = True,
@@ -98,10 +98,6 @@ def cli():
         return runner.invoke(cli_module.cli, [str(a) for a in args], env=env, catch_exceptions=False)
 
     return run
-
-
-def probe(path: Path) -> media.MediaInfo:
-    return media.probe_video(Path(path))
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import media
+from pipeline import media, probe
+from pipeline.events import FrameDone
 from tests.conftest import FAST, ffmpeg
 
 
@@ -220,7 +221,7 @@ def test_video_to_video_keeps_rate_and_audio(cli, tmp_path, weights_file, style_
     out = tmp_path / "out.mp4"
     result = cli(clip, style_image, out, "--weights", weights_file, *FAST)
     assert result.exit_code == 0, result.stderr
-    info = media.probe_video(out)
+    info = probe.probe_video(out)
     assert info.frames == 8 and info.fps == Fraction(30000, 1001) and info.has_audio
     assert (info.width, info.height) == (64, 42)
     assert not list(tmp_path.glob(".out.mp4.nst-work"))  # work directory removed after success
@@ -233,13 +234,13 @@ def test_folder_to_video_with_fps_and_video_to_folder(cli, tmp_path, weights_fil
     out = tmp_path / "from_frames.mkv"
     assert cli(frames, style_image, out, "--weights", weights_file, *FAST, "--fps", "12", "--crf", "30",
                "--codec", "h264").exit_code == 0
-    info = media.probe_video(out)
+    info = probe.probe_video(out)
     assert info.fps == 12 and not info.has_audio
 
 
 def test_image_to_video_and_folder(cli, tmp_path, weights_file, style_image, content_image):
     assert cli(content_image, style_image, tmp_path / "still.mp4", "--weights", weights_file, *FAST).exit_code == 0
-    assert media.probe_video(tmp_path / "still.mp4").frames == 1
+    assert probe.probe_video(tmp_path / "still.mp4").frames == 1
     assert cli(content_image, style_image, tmp_path / "dir", "--weights", weights_file, *FAST).exit_code == 0
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == [".nst-video.json", "000000.png"]
 
@@ -350,7 +351,7 @@ def test_video_flags(cli, tmp_path, weights_file, style_image, clip, args):
     out = tmp_path / "out.mkv"
     result = cli(clip, style_image, out, "--weights", weights_file, *FAST, *args)
     assert result.exit_code == 0, result.stderr
-    assert sum(1 for _ in media.FrameReader(media.inspect_input(out), (32, 22))) == 8
+    assert sum(1 for _ in media.FrameReader(probe.inspect_input(out), (32, 22))) == 8
 
 
 def test_work_dir_and_keep_work(cli, tmp_path, weights_file, style_image, clip):
@@ -579,7 +580,7 @@ def test_keep_size_on_an_odd_sized_input_says_so(cli, tmp_path, weights_file, st
     result = cli(odd, style_image, tmp_path / "o.mp4", "--weights", weights_file, *FAST, "--keep-size")
     assert result.exit_code == 0
     assert "warning: --keep-size: INPUT is 67x45, but a video needs even sides: OUTPUT is 66x44" in result.stderr
-    assert media.probe_video(tmp_path / "o.mp4").size == (66, 44)
+    assert probe.probe_video(tmp_path / "o.mp4").size == (66, 44)
 
 
 def test_alpha_is_kept_where_the_output_can_hold_it_and_warned_about_elsewhere(cli, tmp_path, weights_file,
@@ -629,12 +630,11 @@ def test_every_output_file_gets_its_missing_folders_created(cli, tmp_path, weigh
 
 def test_a_resumed_frame_is_reported_as_resumed(capsys):
     import cli as cli_module
-    from pipeline import video
 
     reporter = cli_module.Reporter()
     reporter.tty, reporter.total, reporter.last_line = False, 10, float("-inf")  # a line is due
-    reporter(video.FrameDone(3, 10, 0, {}, 0.0, resumed=True))
+    reporter(FrameDone(3, 10, 0, {}, 0.0, resumed=True))
     reporter.last_line = float("-inf")
-    reporter(video.FrameDone(4, 10, 7, {"total": 0.5}, 1.5))
+    reporter(FrameDone(4, 10, 7, {"total": 0.5}, 1.5))
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["frame 4/10: resumed (finished by an earlier run)", "frame 5/10: 7 iterations, 1.5 s, loss 0.5"]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline import figures, media, reconstruct
-from pipeline.config import ConfigError
+from pipeline import figures, media, probe, reconstruct
+from pipeline.config import Config, ConfigError
 from pipeline.synthetic import texture
 from tests.conftest import FAST
 
@@ -16,7 +16,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_conv1_1_reconstruction_recovers_the_image(weights_file):
     image = texture(48, 64, seed=4)
-    maker = reconstruct.Reconstructor(image, size=64, weights=str(weights_file), device="cpu", layers=["conv1_1"])
+    maker = reconstruct.Reconstructor(image, Config(size=64, weights=str(weights_file), device="cpu"),
+                                      layers=["conv1_1"])
     panel = maker.content("conv1_1", iterations=60, seed=0)
     history = panel.result.history
     # noise scores 1, the result far less (measured 0.016: pixels the noise put near 0 or 1 move slowly
@@ -35,14 +36,14 @@ def test_style_subsets_are_exactly_the_ones_asked_for(weights_file, monkeypatch)
     assert reconstruct.parse_subsets("relu1_1,relu2_1") == [["relu1_1"], ["relu1_1", "relu2_1"]]
     assert reconstruct.parse_subsets("conv2_1;conv1_1,conv3_1") == [["conv2_1"], ["conv1_1", "conv3_1"]]
     seen = []
-    real = reconstruct.Objective
+    real = reconstruct.Objective.from_config
 
-    def spy(model, content_layers, style_layers, **kwargs):
-        seen.append(sorted(style_layers))
-        return real(model, content_layers, style_layers, **kwargs)
+    def spy(model, cfg):
+        seen.append(sorted(cfg.style_layers))
+        return real(model, cfg)
 
-    monkeypatch.setattr(reconstruct, "Objective", spy)
-    maker = reconstruct.Reconstructor(texture(32, 32, 1), size=32, weights=str(weights_file), device="cpu",
+    monkeypatch.setattr(reconstruct.Objective, "from_config", spy)
+    maker = reconstruct.Reconstructor(texture(32, 32, 1), Config(size=32, weights=str(weights_file), device="cpu"),
                                       layers=["conv1_1", "conv3_1"])
     for subset in reconstruct.parse_subsets("conv2_1;conv1_1,conv3_1"):
         maker.style(subset, iterations=2)
@@ -134,7 +135,7 @@ def test_progress_outputs_of_the_main_command(cli, tmp_path, weights_file, style
     result = cli(clip, style_image, tmp_path / "out.mp4", "--weights", weights_file, *FAST, "--save-every", "3",
                  "--progress-anim", tmp_path / "anim.mp4", "--loss-plot", tmp_path / "vloss.png")
     assert result.exit_code == 0, result.stderr
-    assert media.probe_video(tmp_path / "anim.mp4").frames == 2
+    assert probe.probe_video(tmp_path / "anim.mp4").frames == 2
     assert (tmp_path / "out.mp4.progress" / "iter_000006.png").exists()
 
 
@@ -148,3 +149,22 @@ def test_progress_outputs_of_the_main_command(cli, tmp_path, weights_file, style
 def test_progress_options_bad_input(cli, tmp_path, weights_file, style_image, content_image, args, message):
     result = cli(content_image, style_image, tmp_path / "o.png", "--weights", weights_file, *FAST, *args)
     assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "o.png").exists()
+
+
+def test_runs_eval_and_figures_score_with_the_same_network(weights_file, style_image, tmp_path):
+    """One factory builds the network from a Config: a run, `eval --style` and the figures all use its pooling
+    (eval once scored style with max pooling while runs used average pooling)."""
+    import torch
+
+    from pipeline import evaluate, video
+
+    def pools(model):
+        return {type(m).__name__ for m in model.modules() if "Pool" in type(m).__name__}
+
+    for pooling in ("avg", "max"):
+        cfg = Config(weights=str(weights_file), device="cpu", size=32, pooling=pooling)
+        expected = {"AvgPool2d" if pooling == "avg" else "MaxPool2d"}
+        frame = texture(32, 32, 1)
+        assert pools(video.Stylist(cfg, torch.device("cpu"), [frame], frame).model) == expected
+        assert pools(evaluate.Scorer(cfg, style_image, (32, 32)).objective.model) == expected
+        assert pools(reconstruct.Reconstructor(frame, cfg, layers=["conv3_1"]).model) == expected

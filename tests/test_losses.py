@@ -76,7 +76,8 @@ def _objective(model, scale, **weights):
     cfg = Config()
     return Objective(model, cfg.content_layers, cfg.style_layers, loss_scale=scale,
                      content_weight=weights.get("content", 1.0), style_weight=weights.get("style", 1.0),
-                     tv_weight=weights.get("tv", 0.0), temporal_weight=weights.get("temporal", 0.0))
+                     tv_weight=weights.get("tv", 0.0), temporal_weight=weights.get("temporal", 0.0),
+                     temporal_detail=weights.get("detail", Config.temporal_detail))
 
 
 def test_mean_scaling_is_the_paper_sum_divided_by_element_counts(model):
@@ -120,7 +121,7 @@ def test_style_blend_mixes_gram_targets(model):
 def test_temporal_term_and_gradient(model):
     g = torch.Generator().manual_seed(6)
     content = torch.rand(1, 3, 32, 32, generator=g)
-    objective = _objective(model, "mean", temporal=10.0)
+    objective = _objective(model, "mean", temporal=10.0, detail=1.0)   # Ruder's pixel-wise term
     objective.set_style([content])
     objective.set_content(content)
     warped = torch.rand(1, 3, 32, 32, generator=g)

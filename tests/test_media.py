@@ -5,15 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import media
+from pipeline import media, probe
 from pipeline.config import ConfigError
 from tests.conftest import ffmpeg, make_clip
 
 
 def _copy_frames(source: Path, output: Path, size=(64, 42), **sink_options) -> int:
-    info = media.inspect_input(source)
+    info = probe.inspect_input(source)
     reader = media.FrameReader(info, size)
-    sink = media.open_sink(output, size, info.fps or media.DEFAULT_FOLDER_FPS, source=info, **sink_options)
+    sink = media.open_sink(output, size, info.fps or probe.DEFAULT_FOLDER_FPS, source=info, **sink_options)
     count = 0
     for frame in reader:
         sink.write(frame)
@@ -23,11 +23,11 @@ def _copy_frames(source: Path, output: Path, size=(64, 42), **sink_options) -> i
 
 
 def count_frames(path: Path) -> int:
-    return sum(1 for _ in media.FrameReader(media.inspect_input(path), (32, 22)))
+    return sum(1 for _ in media.FrameReader(probe.inspect_input(path), (32, 22)))
 
 
 def test_probe_reports_size_exact_rate_frames_and_audio(clip):
-    info = media.inspect_input(clip)
+    info = probe.inspect_input(clip)
     assert (info.kind, info.width, info.height) == ("video", 96, 64)
     assert info.fps == Fraction(30000, 1001) and info.frames == 8
     assert info.has_audio and info.audio_codec == "aac" and not info.vfr
@@ -36,7 +36,7 @@ def test_probe_reports_size_exact_rate_frames_and_audio(clip):
 def test_video_round_trip_keeps_frames_rate_and_audio(clip, tmp_path):
     out = tmp_path / "out.mp4"
     assert _copy_frames(clip, out) == 8
-    info = media.probe_video(out)
+    info = probe.probe_video(out)
     assert info.frames == 8 and info.fps == Fraction(30000, 1001)
     assert info.has_audio and (info.width, info.height) == (64, 42)
 
@@ -45,7 +45,7 @@ def test_video_round_trip_keeps_frames_rate_and_audio(clip, tmp_path):
 def test_other_containers_and_codecs(clip, tmp_path, suffix, codec):
     out = tmp_path / f"out{suffix}"
     _copy_frames(clip, out, codec=codec)
-    info = media.probe_video(out)
+    info = probe.probe_video(out)
     assert count_frames(out) == 8 and info.fps == Fraction(30000, 1001) and info.has_audio
 
 
@@ -57,19 +57,19 @@ def test_codec_that_cannot_go_in_the_container_is_refused(clip, tmp_path):
 def test_keep_size_scales_back_to_the_input(clip, tmp_path):
     out = tmp_path / "big.mp4"
     _copy_frames(clip, out, keep_size=True)
-    assert media.probe_video(out).size == (96, 64)
+    assert probe.probe_video(out).size == (96, 64)
 
 
 def test_ffmpeg_only_probe_agrees_with_ffprobe(clip, tmp_path, monkeypatch):
     rotated = tmp_path / "rotated.mp4"
     ffmpeg("-i", str(clip), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
-    with_ffprobe = [media.inspect_input(p) for p in (clip, rotated)]
+    with_ffprobe = [probe.inspect_input(p) for p in (clip, rotated)]
     import imageio_ffmpeg
 
     monkeypatch.setenv("NST_FFMPEG", imageio_ffmpeg.get_ffmpeg_exe())
     monkeypatch.setenv("NST_FFPROBE", "")
-    assert media.ffprobe_exe() is None
-    without = [media.inspect_input(p) for p in (clip, rotated)]
+    assert probe.ffprobe_exe() is None
+    without = [probe.inspect_input(p) for p in (clip, rotated)]
     for a, b in zip(with_ffprobe, without):
         assert (a.width, a.height, a.fps, a.has_audio, a.rotation) == (b.width, b.height, b.fps, b.has_audio, b.rotation)
         assert abs(a.frames - b.frames) <= 1
@@ -79,7 +79,7 @@ def test_ffmpeg_only_probe_agrees_with_ffprobe(clip, tmp_path, monkeypatch):
 def test_rotation_metadata_is_honoured(clip, tmp_path):
     rotated = tmp_path / "rotated.mp4"
     ffmpeg("-i", str(clip), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
-    info = media.inspect_input(rotated)
+    info = probe.inspect_input(rotated)
     assert abs(info.rotation) == 90 and (info.width, info.height) == (64, 96)
     frames = list(media.FrameReader(info, (42, 64)))
     assert frames[0].shape == (64, 42, 3)
@@ -89,12 +89,12 @@ def test_variable_frame_rate_is_resampled_with_a_warning(tmp_path):
     source = make_clip(tmp_path / "cfr.mp4", frames=20, rate="20", audio=False)
     vfr = tmp_path / "vfr.mkv"  # every third frame dropped from the timeline: irregular timestamps
     ffmpeg("-i", str(source), "-vf", "select='not(eq(mod(n,3),1))'", "-fps_mode", "vfr", "-c:v", "libx264", str(vfr))
-    info = media.inspect_input(vfr)
+    info = probe.inspect_input(vfr)
     assert info.vfr and 12 < info.fps < 16  # 14 frames kept of 20 per second
     reader = media.FrameReader(info, (48, 32))
     count = sum(1 for _ in reader)
     assert count > 0 and reader.warnings and "resampled" in reader.warnings[0]
-    assert media.inspect_input(source).vfr is False
+    assert probe.inspect_input(source).vfr is False
 
 
 def test_frame_folder_natural_order_and_size_check(tmp_path):
@@ -103,12 +103,12 @@ def test_frame_folder_natural_order_and_size_check(tmp_path):
     for index in (10, 2, 1):
         media.write_image(folder / f"frame{index}.png", np.full((20, 30, 3), index * 20, np.uint8))
     (folder / "notes.txt").write_text("ignored")
-    info = media.inspect_input(folder)
+    info = probe.inspect_input(folder)
     assert [p.name for p in info.files] == ["frame1.png", "frame2.png", "frame10.png"]
     assert [int(f[0, 0, 0]) for f in media.FrameReader(info, (30, 20))] == [20, 40, 200]
     media.write_image(folder / "frame11.png", np.zeros((21, 30, 3), np.uint8))
     with pytest.raises(media.MediaError, match="frames differ in size"):
-        media.inspect_input(folder)
+        probe.inspect_input(folder)
 
 
 def test_folder_to_video_and_video_to_folder(clip, tmp_path):
@@ -117,8 +117,8 @@ def test_folder_to_video_and_video_to_folder(clip, tmp_path):
     assert sorted(p.name for p in frames_dir.glob("*.png"))[:2] == ["000000.png", "000001.png"]
     out = tmp_path / "from_frames.mp4"
     _copy_frames(frames_dir, out)
-    info = media.probe_video(out)
-    assert info.frames == 8 and info.fps == media.DEFAULT_FOLDER_FPS and not info.has_audio
+    info = probe.probe_video(out)
+    assert info.frames == 8 and info.fps == probe.DEFAULT_FOLDER_FPS and not info.has_audio
 
 
 def test_images_of_every_depth_read_as_rgb8(tmp_path):
@@ -141,7 +141,7 @@ def test_unreadable_videos(tmp_path, maker, message):
     path = tmp_path / "bad.mp4"
     maker(path)
     with pytest.raises(media.MediaError, match=message):
-        media.inspect_input(path)
+        probe.inspect_input(path)
 
 
 def test_truncated_video_decodes_what_is_there_or_fails_with_a_message(clip, tmp_path):
@@ -149,7 +149,7 @@ def test_truncated_video_decodes_what_is_there_or_fails_with_a_message(clip, tmp
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(media.MediaError):
-        info = media.inspect_input(truncated)
+        info = probe.inspect_input(truncated)
         list(media.FrameReader(info, (48, 32)))
 
 
@@ -161,7 +161,7 @@ def test_damaged_stream_is_reported_with_the_frame(tmp_path):
         data[offset: offset + 20] = bytes(20)
     damaged = tmp_path / "damaged.ts"
     damaged.write_bytes(bytes(data))
-    info = media.inspect_input(damaged)
+    info = probe.inspect_input(damaged)
     reader = media.FrameReader(info, (48, 32))
     frames = list(reader)
     assert frames and any("damaged data from about frame" in w for w in reader.warnings)

@@ -7,9 +7,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline import media, video, workdir
+from pipeline import media, probe, video, workdir
 from pipeline.config import Config
 from pipeline.synthetic import MECHANICS_WEIGHTS
+from pipeline.events import Notice
 from tests.conftest import command, frames_of, killed_after, run, wait_for_frames
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,7 @@ def test_sigkill_while_encoding_then_rerun_leaves_exactly_output(tmp_path, frame
     assert result.returncode == 0, result.stderr
     assert "removed 1 temporary file left by earlier runs that died" in result.stderr
     assert [p.name for p in folder.iterdir()] == ["out.mp4"]
-    assert media.probe_video(out).frames == 14
+    assert probe.probe_video(out).frames == 14
 
 
 def test_sigterm_stops_after_the_frame_and_resumes(tmp_path, frames_dir, weights_file, style_image, uninterrupted):
@@ -69,7 +70,7 @@ def test_sigterm_stops_after_the_frame_and_resumes(tmp_path, frames_dir, weights
     assert not out.exists() and not list(tmp_path.glob(".out.partial*"))
     result = run(command(frames_dir, style_image, out, weights_file, "--keep-work"))
     assert result.returncode == 0, result.stderr
-    assert sum(1 for _ in media.FrameReader(media.inspect_input(out), (64, 42))) == 14
+    assert sum(1 for _ in media.FrameReader(probe.inspect_input(out), (64, 42))) == 14
     assert [np.array_equal(a, b) for a, b in zip(frames_of(work / "frames"), uninterrupted)] == [True] * 14
     log = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert sorted(r["index"] for r in log) == list(range(14))   # every frame logged once
@@ -143,7 +144,7 @@ def test_non_finite_loss_restarts_the_frame_with_adam(tmp_path, frames_dir, weig
     events = []
     summary = video.run(video.Job(frames_dir, (style_image,), tmp_path / "out"), _small(weights_file),
                         events=events.append)
-    notices = [e.message for e in events if isinstance(e, video.Notice)]
+    notices = [e.message for e in events if isinstance(e, Notice)]
     assert failures == [2] and summary.frames == 14
     assert any("restarting frame 2 with Adam" in n for n in notices)
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pipeline import media, video
+from pipeline import media, probe, video
 from pipeline.config import Config
 from pipeline.synthetic import MECHANICS_WEIGHTS, moving_clip, write_frames
 from pipeline.threads import Stage, Writer
@@ -49,7 +49,7 @@ def test_pipeline_writes_every_frame_in_order_and_fails_cleanly(tmp_path, weight
     frames = write_frames(moving_clip(frames=6, width=64, height=48).frames, tmp_path / "in")
     cfg = Config(weights=str(weights_file), size=64, iterations=4, frame_iterations=2, device="cpu", **MECHANICS_WEIGHTS)
     summary = video.run(video.Job(frames, (style_image,), tmp_path / "out.mp4"), cfg)
-    assert summary.frames == 6 and media.probe_video(tmp_path / "out.mp4").frames == 6
+    assert summary.frames == 6 and probe.probe_video(tmp_path / "out.mp4").frames == 6
     original = media.read_image
 
     def broken(path):

@@ -9,6 +9,7 @@ import torch
 from pipeline import media, video
 from pipeline.config import Config
 from pipeline.synthetic import MECHANICS_WEIGHTS, moving_clip, write_frames
+from pipeline.events import FrameDone, Reference, Started
 
 
 def small(weights_file, **changes) -> Config:
@@ -42,9 +43,9 @@ def test_warm_start_begins_far_below_a_cold_start(tmp_path, weights_file, style_
 
 def test_frames_are_written_in_order_with_events(tmp_path, weights_file, style_image, synthetic_frames):
     summary, events = run_job(synthetic_frames, style_image, tmp_path / "out", small(weights_file))
-    done = [e.index for e in events if isinstance(e, video.FrameDone)]
+    done = [e.index for e in events if isinstance(e, FrameDone)]
     assert done == [0, 1, 2, 3, 4] and summary.frames == 5 and summary.stylised == 5
-    assert isinstance(events[0], video.Started) and events[0].total == 5
+    assert isinstance(events[0], Started) and events[0].total == 5
     written = sorted((tmp_path / "out").glob("*.png"))
     assert [p.name for p in written] == [f"{i:06d}.png" for i in range(5)]
     assert 0.0 <= summary.idle_fraction <= 1.0 and summary.peak_memory > 0
@@ -76,7 +77,7 @@ def test_a_scene_cut_restarts_cold(tmp_path, weights_file, style_image):
     summary, events = run_job(source, style_image, tmp_path / "out", small(weights_file))
     assert summary.cuts == [3, 6]
     assert summary.iterations == [12, 4, 4, 12, 4, 4, 12]       # cold frames get the first-frame iterations
-    cuts = [e.index for e in events if isinstance(e, video.FrameDone) and e.cut]
+    cuts = [e.index for e in events if isinstance(e, FrameDone) and e.cut]
     assert cuts == [3, 6]
 
 
@@ -87,7 +88,7 @@ def test_no_flow_long_term_noise_fill_and_multipass(tmp_path, weights_file, styl
         assert summary.frames == 5 and len(list((tmp_path / name).glob("*.png"))) == 5
     summary, events = run_job(synthetic_frames, style_image, tmp_path / "passes",
                               small(weights_file, passes=3, pass_iterations=2))
-    passes = [(e.pass_number, e.index) for e in events if isinstance(e, video.FrameDone)]
+    passes = [(e.pass_number, e.index) for e in events if isinstance(e, FrameDone)]
     assert passes[:5] == [(1, i) for i in range(5)]
     assert passes[5:10] == [(2, i) for i in (4, 3, 2, 1, 0)]        # backward sweep
     assert passes[10:] == [(3, i) for i in range(5)]                 # forward again
@@ -245,7 +246,7 @@ def test_a_static_clip_stops_early_and_says_so(tmp_path, weights_file, style_ima
                 quality_slack=1.15)
     summary, events = run_job(still, style_image, tmp_path / "out", cfg)
     assert summary.early_stops == 4 and max(summary.iterations[1:]) < 40
-    done = [e for e in events if isinstance(e, video.FrameDone)]
+    done = [e for e in events if isinstance(e, FrameDone)]
     assert all(e.iterations < 40 for e in done[1:])
 
 
@@ -260,7 +261,7 @@ def test_cold_references_report_drift_and_a_resume_keeps_the_same_level(tmp_path
                 reference_every=3)
     summary, events = run_job(frames, style_image, tmp_path / "whole", cfg)
     assert sorted(summary.references) == [3, 6] and [i for i, _ in summary.drift()] == [3, 6]
-    assert [e.index for e in events if isinstance(e, video.Reference)] == [3, 6]
+    assert [e.index for e in events if isinstance(e, Reference)] == [3, 6]
     assert all(ratio > 0 for _, ratio in summary.drift())
     real = video._Loop._reference
 
