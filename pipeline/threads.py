@@ -89,12 +89,14 @@ class Writer:
         while True:
             job = self._queue.get()
             if job is _END:
+                self._queue.task_done()
                 return
             if self._error is None:
                 try:
                     job[0](*job[1])
                 except BaseException as error:
                     self._error = error
+            self._queue.task_done()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -106,6 +108,11 @@ class Writer:
         started = time.perf_counter()
         self._queue.put((fn, args))
         self.waited += time.perf_counter() - started
+
+    def flush(self) -> None:
+        """Wait until every call submitted so far has run; re-raise the first error. The thread goes on."""
+        self._queue.join()
+        self._raise()
 
     def close(self) -> None:
         """Wait for every submitted call; re-raise the first error."""

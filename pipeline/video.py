@@ -19,6 +19,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -355,6 +356,68 @@ def prepare_notices(source: probe.MediaInfo, output: Path, cfg: Config) -> list[
     return notices
 
 
+def _context(job: Job, cfg: Config, source: probe.MediaInfo, summary: Summary, emit: Callable[[Any], None],
+             stop: StopFlag | None) -> RunContext:
+    """What a run and each of its shots share: styles and init image read, device chosen, frame size and rate
+    worked out, the work directory named (not opened)."""
+    styles = [media.read_image(path) for path in job.styles]
+    init_image = media.read_image(cfg.init) if cfg.init not in ("content", "noise") else None
+    if source.kind == "image":
+        cfg = cfg.replace(passes=1)  # nothing to sweep
+    size = media.working_size(source.width, source.height, cfg.size)
+    fps = cfg.fps or source.fps or probe.DEFAULT_FOLDER_FPS
+    work = WorkDir(job.work_dir or default_work_dir(job.output)) if source.kind != "image" else None
+    return RunContext(job, cfg, source, size, fps, runtime.select_device(cfg.device), styles, init_image, work,
+                      summary, emit, stop)
+
+
+def _identity(ctx: RunContext) -> dict[str, Any]:
+    """What makes a work directory's frames this job's: any change means they cannot be reused."""
+    cfg, fps = ctx.cfg, ctx.fps
+    return {"version_format": 1, "config": cfg.frames_dict(), "input": _input_identity(ctx.source),
+            "styles": [_file_digest(p) for p in ctx.job.styles], "weights": weights_identity(cfg.weights),
+            "size": list(ctx.size), "fps": f"{fps.numerator}/{fps.denominator}",
+            "init": _file_digest(Path(cfg.init)) if ctx.init_image is not None else cfg.init}
+
+
+def run_shot(job: Job, cfg: Config, start: int, end: int, *,
+             events: Callable[[Any], None] | None = None) -> Summary:
+    """Stylise frames start .. end - 1 of the job's INPUT, a shot (frame `start` is frame 0 or a scene cut, and
+    `end` the next cut or the end), into the job's work directory, with its sweep passes: exactly what the
+    sequential run does for that shot, so shots can be spread over processes and the frames encoded after.
+    Frames the work directory already holds are kept (a shot resumes)."""
+    ctx = _context(job, cfg, probe.inspect_input(job.input), Summary(output=Path(job.output)),
+                   events or (lambda event: None), None)
+    if ctx.work is None:
+        raise ConfigError("a single image has no shots")
+    ctx.work.open(_identity(ctx))
+    reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
+    analyser = MotionAnalyser(ctx.cfg)
+    shot = Shot(ctx, start)
+    try:
+        for index, frame in enumerate(reader):
+            if index == 0:
+                ctx.first_frame = frame
+            if index >= end:
+                break
+            if index < start:
+                continue
+            motions = analyser(frame)
+            finished = ctx.work.load_frame(index, ctx.size)
+            if finished is None and shot.sweeping:
+                raise NSTError(f"frame {index} in {ctx.work.path} is damaged after pass 1; rerun with --restart")
+            result = shot.add(index, frame, motions, finished)
+            if finished is None:
+                ctx.work.save_frame(index, result)
+                if ctx.cfg.passes > 1:
+                    ctx.work.save_input(index, frame)
+        shot.finish()
+    finally:
+        reader.close()
+        ctx.work.close()
+    return ctx.summary
+
+
 def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
         stop: StopFlag | None = None) -> Summary:
     """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages. Everything that can be
@@ -370,30 +433,20 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     media.check_writable(output, overwrite=job.overwrite)
     if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
         raise ConfigError(f"--style-blend has {len(cfg.style_blend)} weights for {len(job.styles)} style images")
-    styles = [media.read_image(path) for path in job.styles]
-    init_image = media.read_image(cfg.init) if cfg.init not in ("content", "noise") else None
-    if source.kind == "image":
-        cfg = cfg.replace(passes=1)  # nothing to sweep
-    device = runtime.select_device(cfg.device)
-    size = media.working_size(source.width, source.height, cfg.size)
+    ctx = _context(job, cfg, source, Summary(output=output), emit, stop)
+    cfg, device, size = ctx.cfg, ctx.device, ctx.size
     check_frame_size(source, size, cfg)
-    fps = cfg.fps or source.fps or probe.DEFAULT_FOLDER_FPS
     check_memory(device, size, cfg)
     if media.output_kind(output) == "video":
         media.check_encoder(cfg.codec, cfg.crf, output)
-    work = WorkDir(job.work_dir or default_work_dir(output)) if source.kind != "image" else None
+    work = ctx.work
     check_disk(work.path if work else None, output, size, source.frames, cfg.passes,
                work.finished_count() if work else 0)
-    identity = None
-    if work is not None:
-        identity = {"version_format": 1, "config": cfg.frames_dict(), "input": _input_identity(source),
-                    "styles": [_file_digest(p) for p in job.styles], "weights": weights_identity(cfg.weights),
-                    "size": list(size), "fps": f"{fps.numerator}/{fps.denominator}",
-                    "init": _file_digest(Path(cfg.init)) if init_image is not None else cfg.init}
+    identity = _identity(ctx) if work is not None else None
 
     # Every check passed: from here on, things are created.
     runtime.reset_peak_memory(device)
-    summary = Summary(output=output)
+    summary = ctx.summary
     created = make_parent(output)
     if work is not None:
         taken_over = work.open(identity, restart=job.restart)
@@ -408,7 +461,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
         emit(Notice(f"removed {len(removed)} temporary file{'s' if len(removed) > 1 else ''} left by earlier runs "
                     f"that died ({', '.join(p.name for p in removed)})"))
     try:
-        _Loop(job, cfg, source, size, fps, device, styles, init_image, work, summary, emit, stop).run()
+        _stream(ctx)
     except BaseException as error:
         if work is None or work.discard_if_empty():  # nothing finished: nothing to resume, leave nothing behind
             remove_if_empty(created)
@@ -429,44 +482,47 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     return summary
 
 
-class _Loop:
-    def __init__(self, job: Job, cfg: Config, source: probe.MediaInfo, size: tuple[int, int], fps,
-                 device: torch.device, styles: list[np.ndarray], init_image: np.ndarray | None,
-                 work: WorkDir | None, summary: Summary, emit: Callable, stop: StopFlag | None):
-        self.job, self.cfg, self.source, self.size, self.fps = job, cfg, source, size, fps
-        self.device, self.styles, self.init_image = device, styles, init_image
-        self.work, self.summary, self.emit, self.stop = work, summary, emit, stop
-        self.stylist: Stylist | None = None
-        # The level the video reached cold, per unit of difficulty: content + style of the latest cold optimisation
-        # (frame 0, a cut, a reference) over the style term of its raw input frame. Measured on the drift clip,
-        # that ratio stays within about 10% while the cold level itself rises 30% with the scene, so a later
-        # frame's own target is this ratio times its own input's style term.
-        self.level: float | None = None
-        self.first_frame: np.ndarray | None = None   # frame 0's input (decoded even when it was finished)
+@dataclass
+class RunContext:
+    """What every shot of a run shares, set up once by run() (or run_shot() in another process)."""
 
-    # -- helpers ------------------------------------------------------------------------------------
-    def _stylist(self, frame: np.ndarray) -> Stylist:
+    job: Job
+    cfg: Config
+    source: probe.MediaInfo
+    size: tuple[int, int]                # (W, H) of the frames optimised
+    fps: Fraction
+    device: torch.device
+    styles: list[np.ndarray]
+    init_image: np.ndarray | None
+    work: WorkDir | None
+    summary: Summary
+    emit: Callable[[Any], None]
+    stop: StopFlag | None = None
+    first_frame: np.ndarray | None = None  # frame 0's input (decoded even when it was finished)
+    _stylist: Stylist | None = None
+
+    def stylist(self, frame: np.ndarray) -> Stylist:
         """The one Stylist of the run. --original-colors matches the styles to frame 0's luminance, also when a
-        resumed run's first frame to stylise is a later one (so a resume gives the same frames)."""
-        if self.stylist is None:
+        resumed run's (or a shot's) first frame to stylise is a later one, so every way gives the same frames."""
+        if self._stylist is None:
             first = self.first_frame if self.first_frame is not None else frame
-            self.stylist = Stylist(self.cfg, self.device, self.styles, first, init_image=self.init_image,
-                                   emit=self.emit)
-        return self.stylist
+            self._stylist = Stylist(self.cfg, self.device, self.styles, first, init_image=self.init_image,
+                                    emit=self.emit)
+        return self._stylist
 
-    def _check_stop(self, done: int) -> None:
+    def check_stop(self, done: int) -> None:
         if self.stop is not None and self.stop.signum is not None:
             name = signal.Signals(self.stop.signum).name
             where = f" in {self.work.path}" if self.work else ""
             raise Interrupted(self.stop.signum, f"stopped by {name} after {done} frames; they are saved{where}. "
                                                 "Run the same command again to resume")
 
-    def _open_sink(self):
+    def open_sink(self):
         return media.open_sink(self.job.output, self.size, self.fps, source=self.source, codec=self.cfg.codec,
                                crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
-    def _record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
-                reliable: float | None, difficulty: float | None = None) -> None:
+    def record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
+               reliable: float | None, difficulty: float | None = None) -> None:
         s = self.summary
         s.stylised += 1
         s.iterations.append(result.iterations)
@@ -490,125 +546,71 @@ class _Loop:
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
                             pass_number=pass_number, reliable=reliable))
 
-    # -- pass 1: stream ------------------------------------------------------------------------------
-    def run(self) -> None:
-        from .threads import Stage, Writer
 
-        cfg, work = self.cfg, self.work
-        resume_from = 0
-        if work is not None:
-            while work.frame_path(resume_from).exists():
-                resume_from += 1
-        pass_number, pass_done = work.pass_state() if work else (1, 0)
-        self._restore_level(resume_from)
-        first_pass_complete = pass_number > 1
-        self.emit(Started(self.source.frames, self.size, str(self.device), resume_from, self.source,
-                          work.path if work else None))
-        streaming = cfg.passes == 1
-        reader = media.FrameReader(self.source, self.size, self.fps)
-        analyser = MotionAnalyser(cfg)
+class Shot:
+    """A run of consecutive frames that starts cold (frame 0 or a scene cut) and carries nothing across its
+    ends: warm starts, temporal targets (long-term ones included), the level later frames are judged against
+    and the multi-pass sweeps all stay inside it. Frames come in order through add(); finish() runs the sweep
+    passes. A shot needs only the run's context and its own frames, so it can be stylised in another process
+    (run_shot) with the same result as in the sequential run."""
 
-        def motions_ahead(items: Iterator[tuple[int, np.ndarray]]):
-            for index, frame in items:
-                # Frames already finished need no flow, except the one before the first to redo.
-                yield index, frame, analyser(frame, needed=index >= resume_from and not first_pass_complete)
+    def __init__(self, ctx: RunContext, start: int):
+        self.ctx, self.start, self.end = ctx, start, start   # frames start .. end - 1 so far
+        keep = max(long_term_offsets(ctx.cfg.long_term)) if ctx.cfg.flow else 1
+        self.history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
+        # The level the shot reached cold, per unit of difficulty: content + style of the latest cold optimisation
+        # (its first frame, a reference) over the style term of its raw input frame. Measured on the drift clip,
+        # that ratio stays within about 10% while the cold level itself rises 30% with the scene, so a later
+        # frame's own target is this ratio times its own input's style term.
+        self.level: float | None = None
+        self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
+        if ctx.work is not None:
+            self._restore(ctx.work)
 
-        decoded = Stage(enumerate(reader), depth=4, name="decode")
-        analysed = Stage(motions_ahead(iter(decoded)), depth=2, name="flow")
-        writer = Writer(depth=4)
-        sink = self._open_sink() if streaming else None
-        keep = max(analyser.offsets)
-        history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
-        inputs: deque[np.ndarray] = deque(maxlen=keep)    # recent input frames (for a frame redone late)
-        redo = False
-        count = 0
-        loop_start = time.perf_counter()
-        try:
-            for index, frame, motions in analysed:
-                count = index + 1
-                if index == 0:
-                    self.first_frame = frame
-                finished = None
-                if work is not None and not redo and (index < resume_from or first_pass_complete):
-                    finished = work.load_frame(index, self.size)
-                    if finished is None and not first_pass_complete:
-                        redo = True  # damaged or missing: this frame and all after it are redone
-                        work.trim_log(index)
-                    elif finished is None:
-                        raise NSTError(f"frame {index} in {work.path} is damaged after pass 1; "
-                                       "rerun with --restart")
-                if finished is not None:
-                    self.summary.resumed += 1
-                    self.emit(FrameDone(index, self.source.frames, 0, {}, 0.0, resumed=True))
-                else:
-                    if index > 0 and not motions:
-                        # flow was skipped for this frame (it looked finished); compute it now
-                        fallback = MotionAnalyser(cfg)
-                        for earlier in inputs:
-                            fallback.history.append(earlier)
-                        motions = fallback(frame)
-                    self._check_stop(index)
-                    if index == resume_from and work is not None:
-                        work.trim_log(index)
-                    finished = self._stylise_streamed(index, frame, motions, history)
-                    writer.submit(work.save_frame if work else (lambda i, f: None), index, finished)
-                    if cfg.passes > 1:
-                        writer.submit(work.save_input, index, frame)
-                if sink is not None:
-                    writer.submit(sink.write, finished)
-                history.append(finished)
-                inputs.append(frame)
-            writer.close()
-            for message in reader.warnings:
-                self.summary.warnings.append(message)
-                self.emit(Notice(message))
-            self.summary.frames = count
-            wall = time.perf_counter() - loop_start
-            self.summary.idle_fraction = min(1.0, (analysed.waited + writer.waited) / wall) if wall > 0 else 0.0
-            if cfg.passes > 1:
-                self._later_passes(count, pass_number if first_pass_complete else 2,
-                                   pass_done if first_pass_complete else 0)
-                sink = self._open_sink()
-                for index in range(count):
-                    sink.write(work.load_frame(index, self.size))
-            sink.close()
-        except BaseException:
-            try:  # frames already finished are kept, whatever stopped the run
-                writer.close()
-            except BaseException:
-                pass
-            if sink is not None:
-                sink.abort()
-            raise
-        finally:
-            analysed.close()
-            decoded.close()
-            reader.close()
+    def _restore(self, work: WorkDir) -> None:
+        """On a resume: the level the stopped run had reached in this shot (its last cold frame or reference,
+        from the log), so the resumed frames stop exactly where an uninterrupted run's would."""
+        for record in work.read_log():
+            if record.get("pass", 1) != 1 or record["index"] < self.start or not work.frame_path(record["index"]).exists():
+                continue
+            if record.get("reference") or record.get("cut") or record["index"] == self.start:
+                if record.get("difficulty"):
+                    self.level = quality(record["losses"]) / record["difficulty"]
+                if record.get("reference"):
+                    self.ctx.summary.references[record["index"]] = record["losses"]
+        self.sweeping = work.pass_state(self.start)[0] > 1
 
-    def _stylise_streamed(self, index: int, frame: np.ndarray, motions: list[Motion],
-                          history: deque[np.ndarray]) -> np.ndarray:
-        cfg = self.cfg
-        stylist = self._stylist(frame)
-        content = to_tensor(frame, self.device)
-        cut = index > 0 and bool(motions) and motions[0].cut
-        cold = index == 0 or cut or not cfg.warm_start
+    def add(self, index: int, frame: np.ndarray, motions: list[Motion], finished: np.ndarray | None) -> np.ndarray:
+        """Frame `index` (the next of the shot): `finished` when an earlier run saved it, else stylised now."""
+        if finished is None:
+            finished = self._stylise(index, frame, motions)
+        self.history.append(finished)
+        self.end = index + 1
+        return finished
+
+    def _stylise(self, index: int, frame: np.ndarray, motions: list[Motion]) -> np.ndarray:
+        ctx, cfg = self.ctx, self.ctx.cfg
+        stylist = ctx.stylist(frame)
+        content = to_tensor(frame, ctx.device)
+        cut = index == self.start and index > 0
+        cold = index == self.start or not cfg.warm_start
         started = time.perf_counter()
         if cold:
             init, temporal = stylist.cold_start(content, index), []
         else:
-            previous = {j: history[-j] for j in range(1, len(history) + 1)}
+            previous = {j: self.history[-j] for j in range(1, len(self.history) + 1)}
             init, temporal = stylist.warm_start(index, frame, previous, motions)
         plan = Plan.for_frame(cfg, tuple(content.shape[-2:]), first=cold)
         difficulty = stylist.objective.style_term(stylist.space(content)) if cfg.quality_slack else None
         if not cold and difficulty is not None and self.level is not None:  # the early stop must be earned
             plan = dataclasses.replace(plan, quality_target=self.level * difficulty * cfg.quality_slack,
                                        extend_to=round(cfg.frame_iterations * cfg.frame_extension))
-        first = index == 0
-        snapshot = self.job.snapshot if first and self.job.save_every else None
+        job = ctx.job
+        snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,
-                                       save_every=self.job.save_every if snapshot else 0, on_snapshot=snapshot)
+                                       save_every=job.save_every if snapshot else 0, on_snapshot=snapshot)
         reliable = motions[0].reliable if motions and cfg.flow else None
-        self._record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty)
+        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty)
         if cold and difficulty:
             self.level = quality(result.losses) / difficulty
         elif cfg.reference_every and index % cfg.reference_every == 0:
@@ -616,71 +618,164 @@ class _Loop:
         return finished
 
     def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor) -> None:
-        """Optimise this frame cold, as frame 0 was (not used in the output): the level the video should
-        still be at. Later frames are then judged against it. It runs before the frame is handed to the
+        """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot
+        should still be at. Later frames are then judged against it. It runs before the frame is handed to the
         writer, so a run killed during it redoes the frame and its reference on resume."""
+        ctx = self.ctx
         started = time.perf_counter()
-        stylist = self._stylist(frame)
-        plan = Plan.for_frame(self.cfg, tuple(content.shape[-2:]), first=True)
+        stylist = ctx.stylist(frame)
+        plan = Plan.for_frame(ctx.cfg, tuple(content.shape[-2:]), first=True)
         _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
         seconds = time.perf_counter() - started
         difficulty = stylist.objective.style_term(stylist.space(content))
         if difficulty:
             self.level = quality(result.losses) / difficulty
-        self.summary.references[index] = result.losses
-        if self.work is not None:
-            self.work.log({"index": index, "pass": 1, "reference": True, "iterations": result.iterations,
-                           "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty})
-        self.emit(Reference(index, result.losses, result.iterations, seconds))
+        ctx.summary.references[index] = result.losses
+        if ctx.work is not None:
+            ctx.work.log({"index": index, "pass": 1, "reference": True, "iterations": result.iterations,
+                          "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty})
+        ctx.emit(Reference(index, result.losses, result.iterations, seconds))
 
-    def _restore_level(self, resume_from: int) -> None:
-        """On a resume: the level the stopped run had reached (its last cold frame or reference), from the log,
-        so the resumed frames stop exactly where an uninterrupted run's would."""
-        for record in self.work.read_log() if self.work is not None else []:
-            if record.get("pass", 1) == 1 and record["index"] < resume_from and (
-                    record.get("reference") or record.get("cut") or record["index"] == 0):
-                if record.get("difficulty"):
-                    self.level = quality(record["losses"]) / record["difficulty"]
-                if record.get("reference"):
-                    self.summary.references[record["index"]] = record["losses"]
-
-    # -- passes 2..P: alternate sweeps over the saved frames ----------------------------------------
-    def _later_passes(self, count: int, start_pass: int, done_in_start: int) -> None:
-        """Ruder et al. 2016's multi-pass: sweeps alternate direction; each frame starts from a blend of its
-        current result and the warped result of the neighbour processed just before it,
-        delta*c*warp(neighbour) + (1 - delta*c)*current, with the temporal loss towards that neighbour."""
-        cfg, work = self.cfg, self.work
+    def finish(self) -> None:
+        """Passes 2..P over the shot's saved frames (Ruder et al. 2016's multi-pass): sweeps alternate direction;
+        each frame starts from a blend of its current result and the warped result of the neighbour processed
+        just before it, delta*c*warp(neighbour) + (1 - delta*c)*current, with the temporal loss towards that
+        neighbour. Progress is kept per shot in the work directory."""
+        ctx, cfg, work = self.ctx, self.ctx.cfg, self.ctx.work
+        if cfg.passes == 1:
+            return
+        start_pass, done_in_start = work.pass_state(self.start)
+        start_pass = max(start_pass, 2)
         analyser = MotionAnalyser(cfg.replace(long_term=0))
-        stylist = None
         for pass_number in range(start_pass, cfg.passes + 1):
-            order = list(range(count)) if pass_number % 2 == 1 else list(range(count - 1, -1, -1))
-            skip = done_in_start if pass_number == start_pass else 0
-            for position, index in enumerate(order):
-                if position < skip:
-                    continue
-                self._check_stop(index)
-                frame = work.load_input(index, self.size)
-                current = work.load_frame(index, self.size)
-                if frame is None or current is None:
-                    raise NSTError(f"frame {index} in {work.path} is damaged; rerun with --restart")
-                stylist = stylist or self._stylist(frame)
-                started = time.perf_counter()
-                init = stylist.space(to_tensor(current, self.device))
-                temporal: list[TemporalTarget] = []
-                cut = False
-                if position > 0:
-                    neighbour = order[position - 1]
-                    motion = analyser.pair(work.load_input(neighbour, self.size), frame)
-                    cut = motion.cut
-                    if not cut:
-                        warped = warp(stylist.space(to_tensor(work.load_frame(neighbour, self.size), self.device)),
-                                      motion.backward)
-                        c = torch.from_numpy(motion.weights)[None, None].to(self.device)
-                        init = MULTIPASS_BLEND * c * warped + (1 - MULTIPASS_BLEND * c) * init
-                        temporal = [TemporalTarget(warped, c)]
-                plan = Plan.for_frame(cfg, tuple(init.shape[-2:]), first=False, iterations=cfg.pass_iterations)
-                finished, result = stylist.run(index, frame, init, plan, temporal)
-                work.save_frame(index, finished)
-                work.set_pass_state(pass_number, position + 1)
-                self._record(index, result, time.perf_counter() - started, cut, pass_number, None)
-            work.set_pass_state(pass_number + 1, 0)
+            forward = list(range(self.start, self.end))
+            order = forward if pass_number % 2 == 1 else forward[::-1]
+            for position in range(done_in_start if pass_number == start_pass else 0, len(order)):
+                index = order[position]
+                ctx.check_stop(index)
+                neighbour = order[position - 1] if position > 0 else None
+                self._sweep_frame(index, neighbour, pass_number, analyser)
+                work.set_pass_state(self.start, pass_number, position + 1)
+            work.set_pass_state(self.start, pass_number + 1, 0)
+
+    def _sweep_frame(self, index: int, neighbour: int | None, pass_number: int, analyser: MotionAnalyser) -> None:
+        ctx, work, size = self.ctx, self.ctx.work, self.ctx.size
+        frame, current = work.load_input(index, size), work.load_frame(index, size)
+        if frame is None or current is None:
+            raise NSTError(f"frame {index} in {work.path} is damaged; rerun with --restart")
+        stylist = ctx.stylist(frame)
+        started = time.perf_counter()
+        init = stylist.space(to_tensor(current, ctx.device))
+        temporal: list[TemporalTarget] = []
+        cut = False
+        if neighbour is not None:
+            motion = analyser.pair(work.load_input(neighbour, size), frame)
+            cut = motion.cut
+            if not cut:
+                warped = warp(stylist.space(to_tensor(work.load_frame(neighbour, size), ctx.device)), motion.backward)
+                c = torch.from_numpy(motion.weights)[None, None].to(ctx.device)
+                init = MULTIPASS_BLEND * c * warped + (1 - MULTIPASS_BLEND * c) * init
+                temporal = [TemporalTarget(warped, c)]
+        plan = Plan.for_frame(ctx.cfg, tuple(init.shape[-2:]), first=False, iterations=ctx.cfg.pass_iterations)
+        finished, result = stylist.run(index, frame, init, plan, temporal)
+        work.save_frame(index, finished)
+        ctx.record(index, result, time.perf_counter() - started, cut, pass_number, None)
+
+
+def _logged_cuts(work: WorkDir | None) -> set[int]:
+    """Frames an earlier run of the job found to be scene cuts (the shots of its finished frames)."""
+    return {r["index"] for r in work.read_log() if r.get("pass", 1) == 1 and r.get("cut")} if work else set()
+
+
+def _stream(ctx: RunContext) -> None:
+    """The sequential run: decode -> motion (one frame ahead) -> each shot's frames in order, its sweep passes
+    when it ends -> encode. With one pass, every frame goes to the encoder as it finishes; with several, the
+    saved frames are encoded at the end."""
+    from .threads import Stage, Writer
+
+    cfg, work = ctx.cfg, ctx.work
+    resume_from = 0
+    if work is not None:
+        while work.frame_path(resume_from).exists():
+            resume_from += 1
+    cuts = _logged_cuts(work)
+    ctx.emit(Started(ctx.source.frames, ctx.size, str(ctx.device), resume_from, ctx.source,
+                     work.path if work else None))
+    reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
+    analyser = MotionAnalyser(cfg)
+
+    def motions_ahead(items: Iterator[tuple[int, np.ndarray]]):
+        for index, frame in items:  # frames already finished need no flow, except the one before the first to redo
+            yield index, frame, analyser(frame, needed=index >= resume_from)
+
+    decoded = Stage(enumerate(reader), depth=4, name="decode")
+    analysed = Stage(motions_ahead(iter(decoded)), depth=2, name="flow")
+    writer = Writer(depth=4)
+    sink = ctx.open_sink() if cfg.passes == 1 else None
+    inputs: deque[np.ndarray] = deque(maxlen=max(analyser.offsets))  # recent input frames (for a frame redone late)
+    shot: Shot | None = None
+    redo = trimmed = False
+    count = 0
+    loop_start = time.perf_counter()
+    try:
+        for index, frame, motions in analysed:
+            count = index + 1
+            if index == 0:
+                ctx.first_frame = frame
+            finished = None
+            if work is not None and not redo and index < resume_from:
+                finished = work.load_frame(index, ctx.size)
+                redo = finished is None   # damaged or missing: this frame and all after it are redone
+            if finished is None and index > 0 and not motions:  # its flow was skipped (it looked finished)
+                fallback = MotionAnalyser(cfg)
+                fallback.history.extend(inputs)
+                motions = fallback(frame)
+            if index == 0 or (index in cuts if finished is not None else bool(motions) and motions[0].cut):
+                if shot is not None and cfg.passes > 1:
+                    writer.flush()  # the sweeps read the shot's saved frames and inputs
+                    shot.finish()
+                shot = Shot(ctx, index)
+            if finished is None and shot.sweeping:
+                raise NSTError(f"frame {index} in {work.path} is damaged after pass 1; rerun with --restart")
+            if finished is not None:
+                ctx.summary.resumed += 1
+                ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
+            else:
+                ctx.check_stop(index)
+                if work is not None and not trimmed:  # the first frame this run stylises: later records go
+                    work.trim_log(index)
+                    trimmed = True
+            result = shot.add(index, frame, motions, finished)
+            if finished is None:
+                writer.submit(work.save_frame if work else (lambda i, f: None), index, result)
+                if cfg.passes > 1:
+                    writer.submit(work.save_input, index, frame)
+            if sink is not None:
+                writer.submit(sink.write, result)
+            inputs.append(frame)
+        writer.close()
+        if shot is not None:
+            shot.finish()
+        for message in reader.warnings:
+            ctx.summary.warnings.append(message)
+            ctx.emit(Notice(message))
+        ctx.summary.frames = count
+        wall = time.perf_counter() - loop_start
+        ctx.summary.idle_fraction = min(1.0, (analysed.waited + writer.waited) / wall) if wall > 0 else 0.0
+        if sink is None:
+            sink = ctx.open_sink()
+            for index in range(count):
+                sink.write(work.load_frame(index, ctx.size))
+        sink.close()
+    except BaseException:
+        try:  # frames already finished are kept, whatever stopped the run
+            writer.close()
+        except BaseException:
+            pass
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        analysed.close()
+        decoded.close()
+        reader.close()

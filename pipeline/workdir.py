@@ -28,7 +28,7 @@ from .config import ConfigError, NSTError
 from .files import write_file, write_json
 from .media import FRAME_NAME, write_image
 
-FORMAT = 1
+FORMAT = 2  # 2: the progress of sweep passes is kept per shot
 
 
 class WorkDirError(NSTError):
@@ -193,16 +193,18 @@ class WorkDir:
         return False
 
     # -- progress of later passes and the per-frame log ---------------------------------------------
-    def pass_state(self) -> tuple[int, int]:
-        """(pass, frames done in it) for passes after the first; (1, 0) when none has started."""
+    def _passes(self) -> dict[str, list[int]]:
         path = self.path / "passes.json"
-        if not path.exists():
-            return 1, 0
-        state = json.loads(path.read_text())
-        return int(state["pass"]), int(state["done"])
+        return json.loads(path.read_text()) if path.exists() else {}
 
-    def set_pass_state(self, pass_number: int, done: int) -> None:
-        write_json(self.path / "passes.json", {"pass": pass_number, "done": done}, durable=True)
+    def pass_state(self, shot: int) -> tuple[int, int]:
+        """(pass, frames done in it) of the shot starting at frame `shot`, for passes after the first; (1, 0)
+        when none has started."""
+        state = self._passes().get(str(shot))
+        return (int(state[0]), int(state[1])) if state else (1, 0)
+
+    def set_pass_state(self, shot: int, pass_number: int, done: int) -> None:
+        write_json(self.path / "passes.json", {**self._passes(), str(shot): [pass_number, done]}, durable=True)
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / "log.jsonl", "a") as handle:
@@ -222,9 +224,9 @@ class WorkDir:
                 continue
         return records
 
-    def trim_log(self, keep: int, pass_number: int = 1) -> None:
-        """Drop log lines of frames that will be redone (index >= keep in this pass, and later passes)."""
-        records = [r for r in self.read_log()
-                   if r.get("pass", 1) < pass_number or (r.get("pass", 1) == pass_number and r["index"] < keep)]
+    def trim_log(self, keep: int) -> None:
+        """Drop the log lines of frames that will be redone (index >= keep, in any pass: the shots before
+        `keep` are complete, their sweeps included)."""
+        records = [r for r in self.read_log() if r["index"] < keep]
         write_file(self.path / "log.jsonl", "".join(json.dumps(record, sort_keys=True) + "\n"
                                                     for record in records).encode(), durable=True)
