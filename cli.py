@@ -43,56 +43,46 @@ def _default(key: str) -> str:
     value = getattr(Config(), key)
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_flags() -> list[Callable]:
+    """An option for every Config field marked as a flag, typed, documented and defaulted from the field
+    itself (adding a setting means adding one field). None means "not given": the config file decides."""
+    from dataclasses import MISSING, fields
+
+    from pipeline.config import CHOICES
+
+    options = []
+    for f in fields(Config):
+        meta = f.metadata
+        if not meta.get("flag"):
+            continue
+        name = "--" + f.name.replace("_", "-")
+        doc = meta["doc"]
+        shown = f" [{_default(f.name)}]" if f.default is not MISSING and f.default is not None else ""
+        help_text = f"{doc[0].upper()}{doc[1:]}{shown}."
+        kind = str(f.type).split(" | ")[0]
+        if kind == "bool":
+            options.append(click.option(f"{name}/--no-{name[2:]}", f.name, default=None, help=help_text))
+        elif f.name == "weights":  # a file, also from NST_WEIGHTS
+            options.append(click.option(name, f.name, type=click.Path(exists=True, dir_okay=False),
+                                        envvar="NST_WEIGHTS", metavar=meta["metavar"],
+                                        help=help_text.replace(";", " (or NST_WEIGHTS);", 1)))
+        else:
+            kinds = {"int": int, "float": float}
+            chosen = click.Choice(CHOICES[f.name]) if f.name in CHOICES else kinds.get(kind, str)
+            options.append(click.option(name, f.name, type=chosen, metavar=meta["metavar"], help=help_text))
+    return options
 
 
 def _config_options(f: Callable) -> Callable:
     """Options that set Config keys (parameter name == key); shared by the main command and `batch`."""
-    options = [
-        click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
-                     help=f"Preset ({', '.join(preset_names())}) or YAML file; flags override it."),
-        click.option("--size", type=int, help=f"Longest side of the stylised frames, px [{_default('size')}]."),
-        click.option("--iterations", type=int,
-                     help=f"Iterations for the first frame (and scene cuts) [{_default('iterations')}]."),
-        click.option("--frame-iterations", type=int,
-                     help=f"Iteration cap for each later frame [{_default('frame_iterations')}]."),
-        click.option("--content-weight", type=float, help=f"alpha, the content weight [{_default('content_weight')}]."),
-        click.option("--style-weight", type=float, help=f"beta, the style weight [{_default('style_weight')}]."),
-        click.option("--tv-weight", type=float, help=f"Total variation weight [{_default('tv_weight')}]."),
-        click.option("--temporal-weight", type=float,
-                     help=f"gamma, the temporal consistency weight [{_default('temporal_weight')}]."),
-        click.option("--style-scale", type=float,
-                     help=f"Style image size relative to the frame [{_default('style_scale')}]."),
-        click.option("--style-blend", metavar="W1,W2,..", help="Weights of several comma-separated styles."),
-        click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), help=f"Optimiser [{_default('optimizer')}]."),
-        click.option("--lr", type=float, help="Step size [1 for L-BFGS, 0.02 for Adam]."),
-        click.option("--init", metavar="content|noise|IMAGE", help=f"Start of the first frame [{_default('init')}]."),
-        click.option("--pooling", type=click.Choice(["max", "avg"]), help=f"VGG pooling [{_default('pooling')}]."),
-        click.option("--original-colors/--no-original-colors", default=None,
-                     help="Keep the content's colours (luminance-only transfer)."),
-        click.option("--device", metavar="auto|cpu|cuda|cuda:N", help=f"Device [{_default('device')}]."),
-        click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]),
-                     help=f"Numeric precision [{_default('precision')}]."),
-        click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS",
-                     help="VGG19 state dict file (or NST_WEIGHTS) [torchvision's ImageNet weights]."),
-        click.option("--seed", type=int, help=f"Random seed [{_default('seed')}]."),
-        click.option("--flow/--no-flow", default=None,
-                     help=f"Warp the previous result along optical flow [{_default('flow')}]."),
-        click.option("--long-term", type=int, metavar="K",
-                     help=f"Also keep consistent with t-2, t-4, .. t-2^K [{_default('long_term')}]."),
-        click.option("--passes", type=int, help=f"Multi-pass sweeps, alternating direction [{_default('passes')}]."),
-        click.option("--scales", metavar="S1,S2,..", help="Coarse sizes before --size (multi-scale)."),
-        click.option("--scale-iterations", metavar="N1,N2,..", help="Iterations at each coarse size."),
-        click.option("--reference-every", type=int, metavar="N",
-                     help="Also optimise every Nth frame cold (not used in the output) to report drift [off]."),
-        click.option("--tolerance", type=float,
-                     help=f"Stop a frame when the loss improves less than this [{_default('tolerance')}]."),
-        click.option("--fps", metavar="RATE", help="Frame rate for frames in, video out (e.g. 30000/1001) [25]."),
-        click.option("--crf", type=int, help=f"Encoder quality, lower is better [{_default('crf')}]."),
-        click.option("--codec", metavar="NAME",
-                     help=f"h264, h265, vp9, prores, ffv1 or an ffmpeg encoder [{_default('codec')}]."),
-        click.option("--keep-size/--no-keep-size", default=None, help="Scale the result back to the input's size."),
-    ]
+    options = [click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
+                            help=f"Preset ({', '.join(preset_names())}) or YAML file; flags override it."),
+               *config_flags()]
     for option in reversed(options):
         f = option(f)
     return f
@@ -629,7 +619,6 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     if ctx.invoked_subcommand is not None:
         return
     from pipeline import bench, runtime
-    from pipeline.synthetic import MECHANICS_WEIGHTS
 
     chosen = runtime.select_device(device)
     gpu = chosen.type == "cuda"
@@ -645,52 +634,11 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     if parts - {"overhead", "image", "clip"}:
         raise click.BadParameter(f"unknown part {sorted(parts - {'overhead', 'image', 'clip'})[0]!r}", param_hint="--skip")
     output_files({"--json": json_file})
-    workspace = bench.Workspace.create(weights)
-    try:
-        overrides = {"device": str(chosen), "weights": workspace.weights, **({} if weights else MECHANICS_WEIGHTS)}
-        cfg = load_config(config_name, **overrides)
-        report: dict[str, Any] = {"device": str(chosen), "torch": __import__("torch").__version__,
-                                  "weights": "given" if weights else "seeded random", "config": config_name}
-        echo = lambda message: click.echo(message, err=True)  # noqa: E731
-        if "overhead" not in parts:
-            report["overhead"] = []
-            click.echo("objective vs bare VGG19 forward+backward (s/iteration):")
-            for longest in size_list:
-                size = (longest, round(longest * 9 / 16) // 2 * 2)
-                row = bench.overhead_benchmark(size, cfg.replace(size=longest), chosen)
-                report["overhead"].append(row.__dict__)
-                click.echo(f"  {size[0]}x{size[1]}: objective {row.objective_seconds:.4f}, bare {row.bare_seconds:.4f}, "
-                           f"ratio {row.ratio:.3f}; peak memory {row.peak_memory / 2**20:.0f} MiB "
-                           f"(estimate {row.estimated_memory / 2**20:.0f} MiB)")
-        if "image" not in parts:
-            report["image"] = []
-            click.echo("single image, multi-scale schedule vs single-scale L-BFGS, time to the same loss:")
-            for longest in size_list:
-                for precision in precision_list:
-                    size = (longest, round(longest * 9 / 16) // 2 * 2)
-                    echo(f"running image {size[0]}x{size[1]} {precision}")
-                    row = bench.image_benchmark(size, cfg.replace(size=longest, precision=precision), chosen)
-                    report["image"].append(row.__dict__)
-                    click.echo(f"  {size[0]}x{size[1]} {precision}: multi-scale {row.multiscale_seconds:.1f} s, single-scale "
-                               f"{row.single_seconds:.1f} s, speed-up {row.speedup:.2f}x; final loss {row.multiscale_final:.5g}"
-                               f" vs {row.single_final:.5g}")
-        if "clip" not in parts:
-            width = clip_size or (512 if gpu else 160)
-            row = bench.clip_benchmark(frames, width, cfg.replace(size=width), chosen, workspace,
-                                       reference_evaluations=reference_evaluations, progress=echo)
-            report["clip"] = row.__dict__
-            click.echo(f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:")
-            click.echo(f"  nst-video: {row.ours_seconds:.1f} s (first frame {row.ours_first:.2f} s, {row.ours_iterations_first} "
-                       f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations); "
-                       f"optimiser idle {100 * row.idle_fraction:.1f}%; peak memory {row.peak_memory / 2**20:.0f} MiB")
-            click.echo(f"  plain per-frame Gatys: {row.reference_seconds:.1f} s ({row.reference_per_frame:.2f} s/frame)")
-            click.echo(f"  speed-up: whole clip {row.speedup:.2f}x, later frames {row.later_speedup:.2f}x")
-            click.echo(f"  final style loss {row.ours_style:.4g} vs {row.reference_style:.4g}; content "
-                       f"{row.ours_content:.4g} vs {row.reference_content:.4g}; temporal error (true flow) "
-                       f"{row.ours_temporal_error:.2f} vs {row.reference_temporal_error:.2f}")
-        _write_json(json_file, report)
-    finally:
-        workspace.cleanup()
+    report = bench.speed_benchmark(config_name, chosen, size_list, precision_list, parts, frames=frames,
+                                   clip_size=clip_size or (512 if gpu else 160), weights=weights,
+                                   reference_evaluations=reference_evaluations, say=click.echo,
+                                   progress=lambda message: click.echo(message, err=True))
+    _write_json(json_file, report)
 
 
 @bench_command.command("flicker")

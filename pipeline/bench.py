@@ -485,3 +485,62 @@ def drift_table(rows: list[DriftRow]) -> str:
                      f"{r.later_iterations:8.1f} {r.early_stops:>3}/{r.later_frames:<3} {r.speedup:7.2f}x "
                      f"{r.seconds:6.0f}")
     return "\n".join(lines)
+
+
+# ---- the speed report of `nst-video bench` ---------------------------------------------------------------
+
+def speed_benchmark(config_name: str, device, sizes: list[int], precisions: list[str], skip: set[str], *,
+                    frames: int, clip_size: int, weights: str | None, reference_evaluations: int,
+                    say: Callable[[str], None], progress: Callable[[str], None]) -> dict:
+    """The three speed figures on `device` (parts in `skip` left out), each said as a line when measured;
+    returns them all for --json."""
+    from .config import load_config
+
+    workspace = Workspace.create(weights)
+    try:
+        cfg = load_config(config_name, device=str(device), weights=workspace.weights,
+                          **({} if weights else MECHANICS_WEIGHTS))
+        report: dict = {"device": str(device), "torch": __import__("torch").__version__,
+                        "weights": "given" if weights else "seeded random", "config": config_name}
+        frame_sizes = [(longest, round(longest * 9 / 16) // 2 * 2) for longest in sizes]
+        if "overhead" not in skip:
+            say("objective vs bare VGG19 forward+backward (s/iteration):")
+            report["overhead"] = []
+            for size in frame_sizes:
+                row = overhead_benchmark(size, cfg.replace(size=size[0]), device)
+                report["overhead"].append(row.__dict__)
+                say(f"  {size[0]}x{size[1]}: objective {row.objective_seconds:.4f}, bare {row.bare_seconds:.4f}, "
+                    f"ratio {row.ratio:.3f}; peak memory {row.peak_memory / 2**20:.0f} MiB "
+                    f"(estimate {row.estimated_memory / 2**20:.0f} MiB)")
+        if "image" not in skip:
+            say("single image, multi-scale schedule vs single-scale L-BFGS, time to the same loss:")
+            report["image"] = []
+            for size in frame_sizes:
+                for precision in precisions:
+                    progress(f"running image {size[0]}x{size[1]} {precision}")
+                    row = image_benchmark(size, cfg.replace(size=size[0], precision=precision), device)
+                    report["image"].append(row.__dict__)
+                    say(f"  {size[0]}x{size[1]} {precision}: multi-scale {row.multiscale_seconds:.1f} s, single-scale "
+                        f"{row.single_seconds:.1f} s, speed-up {row.speedup:.2f}x; final loss {row.multiscale_final:.5g}"
+                        f" vs {row.single_final:.5g}")
+        if "clip" not in skip:
+            row = clip_benchmark(frames, clip_size, cfg.replace(size=clip_size), device, workspace,
+                                 reference_evaluations=reference_evaluations, progress=progress)
+            report["clip"] = row.__dict__
+            say(clip_report(row))
+        return report
+    finally:
+        workspace.cleanup()
+
+
+def clip_report(row: "ClipRow") -> str:
+    return "\n".join([
+        f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:",
+        f"  nst-video: {row.ours_seconds:.1f} s (first frame {row.ours_first:.2f} s, {row.ours_iterations_first} "
+        f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations); "
+        f"optimiser idle {100 * row.idle_fraction:.1f}%; peak memory {row.peak_memory / 2**20:.0f} MiB",
+        f"  plain per-frame Gatys: {row.reference_seconds:.1f} s ({row.reference_per_frame:.2f} s/frame)",
+        f"  speed-up: whole clip {row.speedup:.2f}x, later frames {row.later_speedup:.2f}x",
+        f"  final style loss {row.ours_style:.4g} vs {row.reference_style:.4g}; content "
+        f"{row.ours_content:.4g} vs {row.reference_content:.4g}; temporal error (true flow) "
+        f"{row.ours_temporal_error:.2f} vs {row.reference_temporal_error:.2f}"])

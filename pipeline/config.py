@@ -52,10 +52,12 @@ def _frozen_map(mapping: Mapping[str, float]) -> types.MappingProxyType:
     return types.MappingProxyType(dict(mapping))
 
 
-def _field(default: Any, *, frames: bool = True, doc: str = "") -> Any:
+def _field(default: Any, *, frames: bool = True, doc: str = "", flag: bool = False, metavar: str | None = None) -> Any:
     """A config field. `frames=False` marks settings that cannot change the stylised frames (output
-    encoding, paths, verbosity): a resumed job may change them freely (see workdir.py)."""
-    metadata = {"frames": frames, "doc": doc}
+    encoding, paths, verbosity): a resumed job may change them freely (see workdir.py). `flag` makes it an
+    option of the main command and `batch` (--name-with-dashes, typed and documented from this field: see
+    cli.config_flags), shown as `metavar` where its values are not obvious."""
+    metadata = {"frames": frames, "doc": doc, "flag": flag, "metavar": metavar}
     if isinstance(default, Mapping):
         return field(default_factory=lambda: _frozen_map(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -64,18 +66,18 @@ def _field(default: Any, *, frames: bool = True, doc: str = "") -> Any:
 @dataclass(frozen=True)
 class Config:
     # ---- image size and style -------------------------------------------------------------------
-    size: int = _field(512, doc="longest side of the stylised frames, px")
-    style_scale: float = _field(1.0, doc="style image size relative to the stylised frame")
-    style_blend: tuple[float, ...] | None = _field(None, doc="weights of several style images (normalised to sum 1)")
-    original_colors: bool = _field(False, doc="luminance-only transfer, keeping the content's colours")
+    size: int = _field(512, doc="longest side of the stylised frames, px", flag=True)
+    style_scale: float = _field(1.0, doc="style image size relative to the stylised frame", flag=True)
+    style_blend: tuple[float, ...] | None = _field(None, doc="weights of several style images (normalised to sum 1)", flag=True, metavar="W1,W2,..")
+    original_colors: bool = _field(False, doc="luminance-only transfer, keeping the content's colours", flag=True)
     # ---- model ----------------------------------------------------------------------------------
-    weights: str | None = _field(None, doc="VGG19 state dict file; default: torchvision's ImageNet weights")
+    weights: str | None = _field(None, doc="VGG19 state dict file; default: torchvision's ImageNet weights", flag=True, metavar="FILE")
     weights_format: str = _field("torchvision", doc="torchvision ([0,1] RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean)")
     # Average pooling, as Gatys et al. prefer. Measured (`nst-video bench flicker`): with max pooling VGG19 is
     # strongly shift-variant, so a previous result shifted by the true motion scores 3x the content loss it had,
     # and under the temporal loss style loss then climbs frame after frame (2.2x cold frames' by frame 12);
     # with average pooling the shifted result keeps its content loss and style stays at cold frames' level.
-    pooling: str = _field("avg", doc="max or avg pooling in VGG19")
+    pooling: str = _field("avg", doc="VGG19's pooling: max or avg", flag=True)
     # The paper names its layers conv4_2, conv1_1, ...: in Caffe's VGG19 the ReLU runs in place, so the blob
     # called conv4_2 holds the rectified response, which torchvision exposes as relu4_2 (Gatys's own PyTorch
     # code uses r42, r11..r51 as well). Pre-ReLU layers (conv*) can be chosen in YAML.
@@ -91,13 +93,13 @@ class Config:
     # with 57.6^2 and style (squared Gram entries) with 57.6^4. Keeping content at 5, the style weight becomes
     # 100 * 57.6^2 = 3.3e5. neural-style's TV is a plain sum over pixels on the 0-255 scale; per element on
     # [0,1] at its 512 px default that is 1e-3 * 255^2 * 512^2 / 57.6^2 = 5.1e3 against our content.
-    content_weight: float = _field(5.0, doc="alpha")
-    style_weight: float = _field(3.3e5, doc="beta")
-    tv_weight: float = _field(5.1e3, doc="total variation weight (squared differences, Mahendran & Vedaldi)")
+    content_weight: float = _field(5.0, doc="the content weight, alpha", flag=True)
+    style_weight: float = _field(3.3e5, doc="the style weight, beta", flag=True)
+    tv_weight: float = _field(5.1e3, doc="total variation weight (squared differences, Mahendran & Vedaldi)", flag=True)
     # artistic-videos' temporal weight is 1e3 on the 0-255 scale against content 5 with a per-element mean;
     # on [0,1] pixels the squared difference is 255^2 smaller while our content is 57.6^2 smaller, so the
     # same balance is 1e3 * 255^2 / 57.6^2 = 2e4. Confirmed by the benchmark in `nst-video bench flicker`.
-    temporal_weight: float = _field(2e4, doc="gamma, the temporal consistency weight (Ruder 2016 eq. 7)")
+    temporal_weight: float = _field(2e4, doc="gamma, the temporal consistency weight (Ruder 2016 eq. 7)", flag=True)
     # A departure from Ruder's eq. 7, which holds every pixel to the warped previous result: the difference is
     # split into a Gaussian low-pass part (what motion carries: structure, colour) and the rest (fine texture on
     # the pixel grid). VGG19 is not shift-invariant, so texture fitted on one frame's grid costs content and
@@ -108,32 +110,32 @@ class Config:
     temporal_detail: float = _field(0.0, doc="weight of the fine-detail (high-pass) part of the temporal loss relative to its low-pass part (1: Ruder's loss)")
     temporal_sigma: float = _field(1.5, doc="px, the Gaussian that splits the temporal loss into structure and detail")
     # ---- optimisation ---------------------------------------------------------------------------
-    optimizer: str = _field("lbfgs", doc="lbfgs or adam")
-    lr: float | None = _field(None, doc="step size; default 1 for L-BFGS, 0.02 for Adam")
-    iterations: int = _field(500, doc="iterations (objective evaluations) for the first frame, all scales included")
+    optimizer: str = _field("lbfgs", doc="the optimiser: lbfgs or adam", flag=True)
+    lr: float | None = _field(None, doc="step size; default 1 for L-BFGS, 0.02 for Adam", flag=True)
+    iterations: int = _field(500, doc="iterations (objective evaluations) for the first frame, all scales included", flag=True)
     # Measured (`nst-video bench flicker`): 40 iterations from the warped start already end below the style loss
     # of cold frames given 120; the cap leaves room, the convergence stop ends most frames sooner.
-    frame_iterations: int = _field(60, doc="iteration cap for each later frame")
+    frame_iterations: int = _field(60, doc="iteration cap for each later frame", flag=True)
     # The convergence stop is earned: a later frame may stop early only once its content + style terms are
     # within this factor of the level the video reached cold (the first frame after each cut, and the sampled
     # cold references); a frame that is worse keeps iterating to the cap.
     frame_extension: float = _field(2.0, doc="a later frame still worse than the cold level (see quality_slack) at frame_iterations keeps going up to this many times frame_iterations (1: never)")
     quality_slack: float = _field(1.15, doc="a later frame stops early only when content + style are within this factor of the cold level (0: plain tolerance stop)")
     # Coarse to fine in steps of sqrt(2), as crowsonkb/style-transfer-pytorch does; measured in `nst-video bench`.
-    scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped")
-    scale_iterations: tuple[int, ...] = _field((150, 100, 75, 75), doc="iterations at each coarse size (one per entry of `scales`); shrunk in proportion where they would take over 80% of the frame's budget")
+    scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped", flag=True, metavar="S1,S2,..")
+    scale_iterations: tuple[int, ...] = _field((150, 100, 75, 75), doc="iterations at each coarse size (one per entry of `scales`); shrunk in proportion where they would take over 80% of the frame's budget", flag=True, metavar="N1,N2,..")
     frame_scales: bool = _field(False, doc="later video frames also run the coarse scales")
     min_scale: int = _field(128, doc="px: coarse scales smaller than this on the longest side are skipped (a 24 px scale fits nothing useful)")
-    tolerance: float = _field(1e-3, doc="stop a scale when the loss improved by less than this fraction over `tolerance_window` iterations (0: off); iteration counts stay caps")
+    tolerance: float = _field(1e-3, doc="stop a scale when the loss improved by less than this fraction over `tolerance_window` iterations (0: off); iteration counts stay caps", flag=True)
     tolerance_window: int = _field(20, doc="iterations over which `tolerance` is measured")
-    init: str = _field("content", doc="content, noise, or the path of an image")
-    seed: int = _field(0, doc="random seed (noise init); CPU runs are deterministic for a given seed")
-    device: str = _field("auto", frames=False, doc="auto, cpu, cuda or cuda:N")
-    precision: str = _field("fp32", doc="fp32, tf32 or bf16 (CUDA)")
+    init: str = _field("content", doc="start of the first frame: content, noise, or the path of an image", flag=True, metavar="content|noise|IMAGE")
+    seed: int = _field(0, doc="random seed (noise init); CPU runs are deterministic for a given seed", flag=True)
+    device: str = _field("auto", frames=False, doc="the device: auto, cpu, cuda or cuda:N", flag=True, metavar="auto|cpu|cuda|cuda:N")
+    precision: str = _field("fp32", doc="numeric precision: fp32, tf32 or bf16 (CUDA)", flag=True)
     log_every: int = _field(10, frames=False, doc="iterations between loss read-backs (host syncs) for progress")
     # ---- video --------------------------------------------------------------------------------
     warm_start: bool = _field(True, doc="later frames start from the previous result (false: every frame cold, for comparison)")
-    flow: bool = _field(True, doc="warp the previous result along optical flow (Ruder 2016); off: plain warm start")
+    flow: bool = _field(True, doc="warp the previous result along optical flow (Ruder 2016); off: plain warm start", flag=True)
     flow_method: str = _field("dis", doc="dis or farneback (OpenCV)")
     dis_preset: str = _field("medium", doc="ultrafast, fast or medium (OpenCV DIS)")
     flow_scale: float = _field(2.0, doc="estimate flow on frames enlarged by this factor (capped at 2048 px)")
@@ -145,8 +147,8 @@ class Config:
     # streaks that later frames carry on; inpainting extrapolates the same streaks at an edge. "matched" starts
     # them from the frame's own content mapped into the video's palette (a test guards the streaks).
     unreliable_init: str = _field("matched", doc="start of unreliable (disoccluded) pixels: warped (the warp everywhere, as in Ruder's paper), inpaint (the warped result filled in from reliable neighbours), matched (the content in the stylised palette), content, or noise")
-    long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)")
-    passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)")
+    long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)", flag=True, metavar="K")
+    passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)", flag=True)
     pass_iterations: int = _field(50, doc="iterations per frame in each pass after the first")
     # Measured on four real clips at 160 and 512 px: ordinary frames (fast action included) keep >= 0.25 of
     # their pixels reliable and a histogram distance <= 0.15; true cuts (frames of different clips) <= 0.06 and
@@ -154,12 +156,12 @@ class Config:
     cut_reliable: float = _field(0.15, doc="a frame whose reliable-pixel fraction is below this is a scene cut")
     cut_histogram: float = _field(0.5, doc="a frame whose colour histogram distance (Bhattacharyya) exceeds this is a scene cut")
     # ---- output -------------------------------------------------------------------------------
-    fps: Fraction | None = _field(None, frames=False, doc="frame rate of a video made from frames (default 25), or resample a video")
-    crf: int = _field(18, frames=False, doc="encoder quality (lower is better)")
-    codec: str = _field("auto", frames=False, doc="auto (H.264; VP9 for .webm), h264, h265, vp9, prores, ffv1 or an ffmpeg encoder")
-    keep_size: bool = _field(False, frames=False, doc="scale the result back to the input's size")
+    fps: Fraction | None = _field(None, frames=False, doc="frame rate of a video made from frames (default 25), or resample a video", flag=True, metavar="RATE")
+    crf: int = _field(18, frames=False, doc="encoder quality (lower is better)", flag=True)
+    codec: str = _field("auto", frames=False, doc="the video encoder: auto (H.264; VP9 for .webm), h264, h265, vp9, prores, ffv1 or an ffmpeg encoder", flag=True, metavar="NAME")
+    keep_size: bool = _field(False, frames=False, doc="scale the result back to the input's size", flag=True)
     # ---- quality over time --------------------------------------------------------------------
-    reference_every: int = _field(0, frames=False, doc="also optimise every Nth frame cold (not used in the output) to report drift as later frames against cold (0: off)")
+    reference_every: int = _field(0, frames=False, doc="also optimise every Nth frame cold (not used in the output) to report drift as later frames against cold (0: off)", flag=True, metavar="N")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -211,7 +213,7 @@ class Config:
 
 KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 
-_CHOICES = {
+CHOICES = {
     "weights_format": ("torchvision", "caffe"),
     "pooling": ("max", "avg"),
     "loss_scale": ("mean", "paper"),
@@ -242,7 +244,7 @@ def _validate(cfg: Config) -> None:
     for key, number in _finite_numbers(cfg):
         if not math.isfinite(number):
             raise ConfigError(f"{key} must be a finite number, not {number}")
-    for key, choices in _CHOICES.items():
+    for key, choices in CHOICES.items():
         if getattr(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {getattr(cfg, key)!r}")
     if not MIN_SIZE <= cfg.size <= MAX_SIZE:

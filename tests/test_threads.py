@@ -63,3 +63,31 @@ def test_pipeline_writes_every_frame_in_order_and_fails_cleanly(tmp_path, weight
         video.run(video.Job(frames, (style_image,), tmp_path / "fail.mp4"), cfg)
     assert time.time() - started < 60 and not (tmp_path / "fail.mp4").exists()
     assert not list(tmp_path.glob(".fail.partial*"))
+
+
+def test_writer_flush_waits_for_every_call_and_goes_on():
+    done = []
+    writer = Writer(depth=4)
+    for i in range(3):
+        writer.submit(lambda i=i: (time.sleep(0.05), done.append(i)))
+    writer.flush()
+    assert done == [0, 1, 2]                 # a shot's sweeps may now read every frame it saved
+    writer.submit(done.append, 3)
+    writer.close()
+    assert done == [0, 1, 2, 3]
+
+
+def test_the_idle_fraction_is_the_time_the_optimiser_waited(tmp_path, weights_file, style_image, monkeypatch):
+    """A decoder slower than the optimiser shows as idle time in the summary; a fast one does not."""
+    frames = write_frames(moving_clip(frames=5, width=64, height=48).frames, tmp_path / "in")
+    cfg = Config(weights=str(weights_file), size=64, iterations=2, frame_iterations=1, device="cpu", **MECHANICS_WEIGHTS)
+    fast = video.run(video.Job(frames, (style_image,), tmp_path / "fast"), cfg)
+    original = media.read_image
+
+    def slow(path):
+        time.sleep(1.0)
+        return original(path)
+
+    monkeypatch.setattr(media, "read_image", slow)
+    slowed = video.run(video.Job(frames, (style_image,), tmp_path / "slow"), cfg)
+    assert slowed.idle_fraction > 0.5 > fast.idle_fraction

@@ -49,7 +49,8 @@ def test_frames_are_written_in_order_with_events(tmp_path, weights_file, style_i
     assert isinstance(events[0], Started) and events[0].total == 5
     written = sorted((tmp_path / "out").glob("*.png"))
     assert [p.name for p in written] == [f"{i:06d}.png" for i in range(5)]
-    assert 0.0 <= summary.idle_fraction <= 1.0 and summary.peak_memory > 0
+    # bytes, not KiB (Linux reports the resident set in KiB): VGG19 up to conv5_1 alone holds 52 MB of weights
+    assert summary.peak_memory >= 50 * 2**20
 
 
 def _truth_error(folder: Path, clip) -> float:
