@@ -160,138 +160,169 @@ def stylise(content: torch.Tensor, init: torch.Tensor, objective: Objective, pla
     previous results and their weights) are resized with each scale. Raises NonFiniteLoss if the loss
     stops being finite.
     """
-    start = time.perf_counter()
+    run = _Run(objective, plan, frame, callback, save_every, on_snapshot)
     image = init
-    recorded: list[dict[str, torch.Tensor]] = []
-    done = 0
-    converged = False
-    adam_state: dict | None = None
-    sizes: list[tuple[int, int]] = []
-    history_floats: list[dict[str, float]] = []
-
     for position, (size, cap) in enumerate(plan.scales):
-        final_scale = position == len(plan.scales) - 1
-        sizes.append(size)
         objective.set_content(resize_image(content, size))
         objective.set_temporal([target.resized(size) for target in temporal or []])
+        scale = _Scale(run, image, size, start_margin=plan.start_margin if position == 0 else BOUND_EPS)
+        run.converged = scale.optimise(cap, final=position == len(plan.scales) - 1)  # reported for the final scale
+        image = scale.image()
+        if plan.optimizer == "adam":
+            run.adam_state = scale.optimizer.state.get(scale.x)
+    return run.result(image, tuple(content.shape[-2:]))
+
+
+class _Run:
+    """One stylise call: what its scales share (evaluations so far, the recorded losses, Adam's moments)."""
+
+    def __init__(self, objective: Objective, plan: Plan, frame: int, callback: Callable[[Step], None] | None,
+                 save_every: int, on_snapshot: Callable | None):
+        self.objective, self.plan, self.frame = objective, plan, frame
+        self.callback, self.save_every, self.on_snapshot = callback, save_every, on_snapshot
+        self.started = time.perf_counter()
+        self.recorded: list[dict[str, torch.Tensor]] = []   # on the device until a read-back
+        self.history: list[dict[str, float]] = []
+        self.done = 0
+        self.converged = False
+        self.adam_state: dict | None = None
+        self.sizes: list[tuple[int, int]] = []
+
+    def read_back(self) -> dict[str, float]:
+        """A host synchronisation point: the losses recorded since the last one; the latest."""
+        self.history.extend(_with_total(h) for h in _to_floats(self.recorded[len(self.history):]))
+        return self.history[-1] if self.history else {"total": 0.0}
+
+    def result(self, image: torch.Tensor, full_size: tuple[int, int]) -> Result:
+        last = self.read_back()
+        if not all(math.isfinite(v) for v in last.values()) or not torch.isfinite(image).all():
+            raise NonFiniteLoss(f"frame {self.frame}: the loss became {last.get('total')} at iteration {self.done}")
+        image = image.contiguous().clamp(0, 1)
+        # The frame's losses are those of what is saved (the clamped image; with L-BFGS's tanh bound it is the image
+        # itself): one more evaluation, at the final scale with its targets.
+        with torch.no_grad():
+            _, parts = self.objective(image)
+        final = _with_total(_to_floats([parts])[0])
+        self.objective.set_temporal([])
+        if self.sizes[-1] != full_size:
+            image = resize_image(image, full_size).clamp(0, 1)
+        return Result(image, self.done, final, self.history, self.converged, time.perf_counter() - self.started,
+                      self.sizes)
+
+
+class _Scale:
+    """The optimisation at one scale: its parameter (the image, or z under L-BFGS's tanh bound), optimiser and
+    evaluations, in chunks that end at log points, snapshots and the cap."""
+
+    def __init__(self, run: _Run, image: torch.Tensor, size: tuple[int, int], start_margin: float):
+        self.run, self.size = run, size
+        run.sizes.append(size)
+        plan = run.plan
         # NCHW-contiguous whatever the model's layout: torch's L-BFGS flattens the gradient with .view(-1)
         x = resize_image(image.detach(), size).clone(memory_format=torch.contiguous_format)
-        bounded = plan.optimizer == "lbfgs"
-        if bounded:  # L-BFGS optimises z with the image (tanh(z) + 1) / 2: always inside [0, 1] (see below)
-            margin = plan.start_margin if position == 0 else BOUND_EPS
-            x = torch.atanh(x.clamp(margin, 1 - margin) * 2 - 1)
-        x.requires_grad_(True)
-
-        def as_image(param: torch.Tensor) -> torch.Tensor:
-            return (torch.tanh(param) + 1) / 2 if bounded else param
-        scale_start = done
-        converged = False  # reported for the final scale
-        window: list[tuple[int, float]] = []
-
-        best = [torch.tensor(math.inf, device=x.device), x.detach().clone()]  # on the device: no host sync
-        limit = 0
-
-        def evaluate() -> torch.Tensor:
-            nonlocal done
-            if done >= limit:
-                raise _Spent
-            total, parts = objective(as_image(x))
-            total.backward()
-            recorded.append({k: v.detach() for k, v in parts.items()})
-            done += 1
-            with torch.no_grad():
-                better = total.detach() < best[0]
-                best[0] = torch.where(better, total.detach(), best[0])
-                best[1] = torch.where(better, x.detach(), best[1])
-            return total
-
-        if plan.optimizer == "lbfgs":
-            optimizer = _lbfgs(x, plan)
+        self.bounded = plan.optimizer == "lbfgs"
+        if self.bounded:  # L-BFGS optimises z with the image (tanh(z) + 1) / 2: always inside [0, 1] (see above)
+            x = torch.atanh(x.clamp(start_margin, 1 - start_margin) * 2 - 1)
+        self.x = x.requires_grad_(True)
+        self.start, self.limit = run.done, 0
+        self.best = [torch.tensor(math.inf, device=x.device), x.detach().clone()]  # on the device: no host sync
+        if self.bounded:
+            self.optimizer = _lbfgs(x, plan)
         else:
-            optimizer = torch.optim.Adam([x], lr=plan.step_size)
-            if adam_state is not None:  # carry the moments across scales
-                optimizer.state[x] = _resize_adam_state(adam_state, size)
+            self.optimizer = torch.optim.Adam([x], lr=plan.step_size)
+            if run.adam_state is not None:  # carry the moments across scales
+                self.optimizer.state[x] = _resize_adam_state(run.adam_state, size)
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            return evaluate()
+    def image(self) -> torch.Tensor:
+        x = self.x.detach()
+        return (torch.tanh(x) + 1) / 2 if self.bounded else x
 
-        def saved_quality() -> float:
-            """Content + style of the image as it would be saved, clamped to [0, 1] (Adam's steps may leave it
-            between clamps; L-BFGS's image is bounded): one forward pass, at log points."""
-            with torch.no_grad():
-                _, parts = objective(as_image(x.detach()).clamp(0, 1))
-            return quality(_to_floats([parts])[0])
+    def evaluate(self) -> torch.Tensor:
+        run = self.run
+        if run.done >= self.limit:
+            raise _Spent
+        total, parts = run.objective((torch.tanh(self.x) + 1) / 2 if self.bounded else self.x)
+        total.backward()
+        run.recorded.append({k: v.detach() for k, v in parts.items()})
+        run.done += 1
+        with torch.no_grad():
+            better = total.detach() < self.best[0]
+            self.best[0] = torch.where(better, total.detach(), self.best[0])
+            self.best[1] = torch.where(better, self.x.detach(), self.best[1])
+        return total
 
+    def closure(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.evaluate()
+
+    def saved_quality(self) -> float:
+        """Content + style of the image as it would be saved, clamped to [0, 1] (Adam's steps may leave it
+        between clamps; L-BFGS's image is bounded): one forward pass, at log points."""
+        with torch.no_grad():
+            _, parts = self.run.objective(self.image().clamp(0, 1))
+        return quality(_to_floats([parts])[0])
+
+    def step(self, chunk: int) -> None:
+        """`chunk` evaluations, exactly: chunks end where asked (logs, snapshots and caps fall on their
+        iterations)."""
+        self.limit = self.run.done + chunk
+        if self.bounded:
+            self.optimizer.param_groups[0]["max_iter"] = chunk
+            self.optimizer.param_groups[0]["max_eval"] = chunk
+            try:
+                self.optimizer.step(self.closure)
+            except _Spent:  # cut inside a line search: x is a trial point; go on from the best one evaluated
+                with torch.no_grad():
+                    self.x.copy_(self.best[1])
+                self.optimizer = _lbfgs(self.x, self.run.plan)  # its history ended at the trial point (rare)
+            return
+        for _ in range(chunk):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.evaluate()
+            self.optimizer.step()
+            with torch.no_grad():  # Adam keeps the box constraint [0, 1] (L-BFGS is bounded by tanh)
+                self.x.clamp_(0, 1)
+
+    def optimise(self, cap: int, *, final: bool) -> bool:
+        """Up to `cap` evaluations (at the final scale, up to plan.extend_to while the frame is worse than
+        plan.quality_target); True if it stopped early, converged."""
+        run, plan = self.run, self.run.plan
+        window: list[tuple[int, float]] = []
         while True:
-            if done - scale_start >= cap:
-                worse = (final_scale and plan.quality_target is not None and history_floats
-                         and saved_quality() > plan.quality_target)
+            if run.done - self.start >= cap:
+                worse = final and plan.quality_target is not None and run.history and (
+                    self.saved_quality() > plan.quality_target)
                 if worse and plan.extend_to > cap:  # still worse than the level: keep going up to the extended cap
                     cap = plan.extend_to
                     continue
-                break
-            remaining = cap - (done - scale_start)
-            chunk = min(remaining, plan.log_every - done % plan.log_every)
-            if save_every:
-                chunk = min(chunk, save_every - done % save_every)
-            before = done
-            limit = done + chunk
-            if plan.optimizer == "lbfgs":
-                optimizer.param_groups[0]["max_iter"] = chunk
-                optimizer.param_groups[0]["max_eval"] = chunk
-                try:  # chunks end exactly where asked (logs, snapshots and caps fall on their iterations)
-                    optimizer.step(closure)
-                except _Spent:  # cut inside a line search: x is a trial point; go on from the best one evaluated
-                    with torch.no_grad():
-                        x.copy_(best[1])
-                    optimizer = _lbfgs(x, plan)  # its history ended at the trial point (rare: measured 1 in 60)
-            else:
-                for _ in range(chunk):
-                    optimizer.zero_grad(set_to_none=True)
-                    evaluate()
-                    optimizer.step()
-                    with torch.no_grad():  # Adam keeps the box constraint [0, 1] (L-BFGS is bounded by tanh)
-                        x.clamp_(0, 1)
-            # ---- a host synchronisation point: read the losses recorded since the last one ----
-            new = _to_floats(recorded[len(history_floats):])
-            history_floats.extend(_with_total(h) for h in new)
-            last = history_floats[-1] if history_floats else {"total": 0.0}
-            if not math.isfinite(last["total"]):
-                raise NonFiniteLoss(f"frame {frame}: the loss became {last['total']} at iteration {done}")
-            if callback:
-                callback(Step(frame, done, plan.iterations, size, last, time.perf_counter() - start))
-            if on_snapshot and save_every and done % save_every == 0:
-                on_snapshot(done, as_image(x.detach()).clamp(0, 1).clone(), last)
-            if done - before < chunk:  # L-BFGS found nothing left to improve
-                converged = True
-                break
-            window.append((done, last["total"]))
-            earned = plan.quality_target is None or saved_quality() <= plan.quality_target
-            if plan.tolerance > 0 and earned and done - scale_start < cap:  # a stop at the cap is no early stop
-                old = [loss for it, loss in window if it <= done - plan.tolerance_window]
+                return False
+            chunk = min(cap - (run.done - self.start), plan.log_every - run.done % plan.log_every)
+            if run.save_every:
+                chunk = min(chunk, run.save_every - run.done % run.save_every)
+            before = run.done
+            self.step(chunk)
+            last = self._report()
+            if run.done - before < chunk:  # L-BFGS found nothing left to improve
+                return True
+            window.append((run.done, last["total"]))
+            earned = plan.quality_target is None or self.saved_quality() <= plan.quality_target
+            if plan.tolerance > 0 and earned and run.done - self.start < cap:  # a stop at the cap is no early stop
+                old = [loss for it, loss in window if it <= run.done - plan.tolerance_window]
                 if old and (old[-1] - last["total"]) < plan.tolerance * abs(old[-1]):
-                    converged = True
-                    break
-        image = as_image(x.detach())
-        if plan.optimizer == "adam":
-            adam_state = optimizer.state.get(x)
+                    return True
 
-    history_floats.extend(_with_total(h) for h in _to_floats(recorded[len(history_floats):]))
-    last = history_floats[-1] if history_floats else {"total": 0.0}
-    if not all(math.isfinite(v) for v in last.values()) or not torch.isfinite(image).all():
-        raise NonFiniteLoss(f"frame {frame}: the loss became {last.get('total')} at iteration {done}")
-    image = image.contiguous().clamp(0, 1)
-    # The frame's losses are those of what is saved (the clamped image; with L-BFGS's tanh bound it is the image
-    # itself): one more evaluation, at the final scale with its targets.
-    with torch.no_grad():
-        _, parts = objective(image)
-    final = _with_total(_to_floats([parts])[0])
-    objective.set_temporal([])
-    if sizes[-1] != tuple(content.shape[-2:]):
-        image = resize_image(image, tuple(content.shape[-2:])).clamp(0, 1)
-    return Result(image, done, final, history_floats, converged,
-                  time.perf_counter() - start, sizes)
+    def _report(self) -> dict[str, float]:
+        """At a log point: read the losses back, check them, report progress and snapshots."""
+        run = self.run
+        last = run.read_back()
+        if not math.isfinite(last["total"]):
+            raise NonFiniteLoss(f"frame {run.frame}: the loss became {last['total']} at iteration {run.done}")
+        if run.callback:
+            run.callback(Step(run.frame, run.done, run.plan.iterations, self.size, last,
+                              time.perf_counter() - run.started))
+        if run.on_snapshot and run.save_every and run.done % run.save_every == 0:
+            run.on_snapshot(run.done, self.image().clamp(0, 1).clone(), last)
+        return last
 
 
 def noise_like(reference: torch.Tensor, seed: int) -> torch.Tensor:
