@@ -767,37 +767,21 @@ class _PanelProgress:
         self.bar.close()
 
 
-def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], make_panel: Callable, title: str,
-                           prefix: str, *, iterations: int, size: int, weights: str | None, device: str,
-                           panels: str | None, quiet: bool) -> None:
-    """The original, then one panel per layer subset, in a labelled grid (and as PNGs with --panels)."""
+def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], kind: str, *, iterations: int,
+                           size: int, weights: str | None, seed: int, device: str, panels: str | None,
+                           quiet: bool) -> None:
     from pipeline import media, reconstruct
 
     target = _png_output(out, panels)
-    cfg = Config(size=size, weights=weights, device=device)
-    maker = reconstruct.Reconstructor(media.read_image(image), cfg,
-                                      layers=sorted({layer for subset in subsets for layer in subset}))
     progress = _PanelProgress(len(subsets), iterations, quiet)
-    results = [reconstruct.Panel("original", maker.image)]
     try:
-        for subset in subsets:
-            results.append(make_panel(maker, subset, progress))
-            progress.next_panel(iterations)
+        count = reconstruct.reconstruction_figure(media.read_image(image), target, kind, subsets,
+                                                  Config(size=size, weights=weights, device=device), iterations,
+                                                  seed=seed, progress=progress, panels=panels)
     finally:
         progress.close()
-    _panel_figure(results, [reconstruct.label(p) for p in results], target, title, prefix, panels, quiet)
-
-
-def _panel_figure(results: list, labels: list[str], target: Path, title: str, prefix: str, panels: str | None,
-                  quiet: bool, columns: int | None = None) -> None:
-    """The labelled grid of a figure command, and each panel as a PNG with --panels."""
-    from pipeline import figures, reconstruct
-
-    figures.image_grid([p.image for p in results], labels, target, columns=columns, title=title)
-    if panels:
-        reconstruct.save_panels(results, Path(panels), prefix)
     if not quiet:
-        click.echo(f"{len(results)} panels -> {target}", err=True)
+        click.echo(f"{count} panels -> {target}", err=True)
 
 
 @cli.group("reconstruct")
@@ -819,10 +803,8 @@ def reconstruct_content(image: str, out: str, layers: str | None, iterations: in
     from pipeline import reconstruct
 
     chosen = reconstruct.parse_layers(layers, reconstruct.CONTENT_LAYERS)
-    _reconstruction_figure(image, out, [[layer] for layer in chosen],
-                           lambda maker, subset, callback: maker.content(subset[0], iterations, seed, callback=callback),
-                           "Content reconstructions from single layers", "content", iterations=iterations, size=size,
-                           weights=weights, device=device, panels=panels, quiet=quiet)
+    _reconstruction_figure(image, out, [[layer] for layer in chosen], "content", iterations=iterations, size=size,
+                           weights=weights, seed=seed, device=device, panels=panels, quiet=quiet)
 
 
 @reconstruct_command.command("style")
@@ -839,10 +821,8 @@ def reconstruct_style(image: str, out: str, layers: str | None, iterations: int,
     structure while the scene's arrangement is discarded. A labelled grid with the original first."""
     from pipeline import reconstruct
 
-    _reconstruction_figure(image, out, reconstruct.parse_subsets(layers),
-                           lambda maker, subset, callback: maker.style(subset, iterations, seed, callback=callback),
-                           "Style reconstructions from growing sets of layers", "style", iterations=iterations,
-                           size=size, weights=weights, device=device, panels=panels, quiet=quiet)
+    _reconstruction_figure(image, out, reconstruct.parse_subsets(layers), "style", iterations=iterations,
+                           size=size, weights=weights, seed=seed, device=device, panels=panels, quiet=quiet)
 
 
 @cli.command("sweep")
@@ -880,8 +860,10 @@ def sweep_command(content: str, style: str, out: str, ratios: str, content_layer
     finally:
         progress.close()
     flat = [panel for row in rows for panel in row]
-    _panel_figure(flat, [p.label for p in flat], target, "Content/style trade-off (\u03b1/\u03b2) per content layer",
-                  "sweep", panels, quiet, columns=len(values))
+    reconstruct.panel_figure(flat, [p.label for p in flat], target, "Content/style trade-off (\u03b1/\u03b2) per content layer",
+                             "sweep", panels, columns=len(values))
+    if not quiet:
+        click.echo(f"{len(flat)} panels -> {target}", err=True)
 
 
 @cli.group("weights", invoke_without_command=True)

@@ -1,3 +1,12 @@
 """nst-video: neural style transfer for videos, frame folders and images (Gatys et al. 2016, with
-Ruder et al. 2016's optical-flow temporal consistency)."""
+Ruder et al. 2016's optical-flow temporal consistency).
+
+Conventions, followed in every module:
+- A frame is an (H, W, 3) uint8 RGB numpy array; an image tensor is (1, 3, H, W) float32 RGB in [0, 1].
+- Sizes follow the thing they size: a frame or file size is (width, height), as ffmpeg, OpenCV and image
+  headers give it (media, probe, video: `size`); a tensor size is (height, width), as torch gives it
+  (optimise, losses, Plan: `size` of a scale, `hw`); Config.size is the longest side in px.
+- Every progress event is a dataclass of `events`; every finished file appears through `files.atomic`.
+- One factory turns a Config into VGG19 and its objective (`losses.build_objective`).
+"""
 __version__ = "0.1.0"

@@ -155,7 +155,7 @@ def parse_sizes(text: str) -> list[int]:
 def _setup(cfg: Config, device, size: tuple[int, int]):
     """Model, objective with targets, and a content tensor for a (W, H) frame."""
     from .losses import build_objective
-    from .optimise import to_tensor
+    from .tensors import to_tensor
 
     objective = build_objective(cfg, device)
     model = objective.model
@@ -276,7 +276,7 @@ def plain_gatys(frames: list[np.ndarray], objective, device, evaluations: int = 
     scale, no temporal term. Returns frames, seconds per frame and final losses."""
     import torch
 
-    from .optimise import to_frame, to_tensor
+    from .tensors import to_frame, to_tensor
     from .runtime import synchronize
 
     out, seconds, finals = [], [], []

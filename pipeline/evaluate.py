@@ -21,7 +21,7 @@ class Scorer:
         import torch
 
         from .losses import build_objective
-        from .optimise import to_tensor
+        from .tensors import to_tensor
         from .runtime import select_device
 
         self.cfg, self.reference_every, self.torch, self.to_tensor = cfg, reference_every, torch, to_tensor
@@ -31,7 +31,7 @@ class Scorer:
         self.size = (size[1], size[0])  # (H, W)
 
     def __call__(self, index: int, stylised: np.ndarray, original: np.ndarray) -> FrameQuality:
-        from .losses import resize_image
+        from .tensors import resize_image
 
         content = self.to_tensor(original, self.device)
         self.objective.set_content(resize_image(content, self.size))
@@ -39,7 +39,8 @@ class Scorer:
             _, parts = self.objective(self.to_tensor(stylised, self.device))
         rated = FrameQuality(index, float(parts["content"]), float(parts["style"]))
         if self.reference_every and index % self.reference_every == 0:
-            from .optimise import Plan, noise_like, stylise
+            from .optimise import Plan, stylise
+            from .tensors import noise_like
 
             start = noise_like(content, self.cfg.seed * 1_000_003 + index) if self.cfg.init == "noise" else content
             result = stylise(content, start, self.objective, Plan.for_frame(self.cfg, self.size, first=True),

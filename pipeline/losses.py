@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import vgg as vgg_module
 from .config import Config, downsampling
+from .tensors import resize_image
 
 
 class _Gram(torch.autograd.Function):
@@ -85,14 +86,6 @@ def temporal_loss(image: torch.Tensor, warped: torch.Tensor, weights: torch.Tens
         return (weights * difference.pow(2)).sum() / image[0].numel()
     low = gaussian_blur(difference, sigma)
     return (weights * (low.pow(2) + detail * (difference - low).pow(2))).sum() / image[0].numel()
-
-
-def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(1, C, H, W) to (H', W'): antialiased bicubic when shrinking, bicubic when enlarging."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    shrinking = size[0] * size[1] < image.shape[-2] * image.shape[-1]
-    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=shrinking)
 
 
 @dataclass
@@ -218,23 +211,39 @@ class Objective:
         style = {k: 4.0 / features[k].shape[1] ** 2 for k in self.style_layers if k in features}
         return content, style, 1.0 / image[0].numel()
 
+    def _content(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """alpha * sum_l w_l L_content,l (Gatys 2016 eq. 1) against this frame's targets."""
+        content_scale, _, _ = self._scales(features, image)
+        content = image.new_zeros(())
+        for layer, weight in self.content_layers.items():
+            content = content + weight * content_scale[layer] * content_loss(features[layer], self.content_targets[layer])
+        return self.content_weight * content
+
+    def _tv(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        _, _, tv_scale = self._scales(features, image)
+        return self.tv_weight * tv_scale * tv_loss(image)
+
+    def _temporal(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+        """gamma * the temporal loss towards every target (Ruder 2016 eq. 7; low-pass unless temporal_detail)."""
+        temporal = image.new_zeros(())
+        for target in self.temporal:
+            temporal = temporal + temporal_loss(image, target.warped, target.weights,
+                                                detail=self.temporal_detail, sigma=self.temporal_sigma)
+        return self.temporal_weight * temporal
+
+    # The objective's terms, in order: (name, its weighted score, whether it applies now). A new term is one
+    # entry here, its score method, and its weight in Config.
+    TERMS: tuple[tuple[str, Callable, Callable], ...] = (
+        ("content", _content, lambda self: True),
+        ("style", _style, lambda self: True),
+        ("tv", _tv, lambda self: bool(self.tv_weight)),
+        ("temporal", _temporal, lambda self: bool(self.temporal_weight and self.temporal)),
+    )
+
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its parts (already weighted), all 0-dim tensors; no host synchronisation."""
         features = self.features(image, self.layers)
-        content_scale, _, tv_scale = self._scales(features, image)
-        zero = image.new_zeros(())
-        content = zero
-        for layer, weight in self.content_layers.items():
-            content = content + weight * content_scale[layer] * content_loss(features[layer], self.content_targets[layer])
-        parts = {"content": self.content_weight * content, "style": self._style(features, image)}
-        if self.tv_weight:
-            parts["tv"] = self.tv_weight * tv_scale * tv_loss(image)
-        if self.temporal_weight and self.temporal:
-            temporal = zero
-            for target in self.temporal:
-                temporal = temporal + temporal_loss(image, target.warped, target.weights,
-                                                    detail=self.temporal_detail, sigma=self.temporal_sigma)
-            parts["temporal"] = self.temporal_weight * temporal
+        parts = {name: score(self, features, image) for name, score, applies in self.TERMS if applies(self)}
         total = sum(parts.values())
         return total, parts
 

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .config import Config, NSTError
 from .events import Step
-from .losses import Objective, TemporalTarget, resize_image
+from .losses import Objective, TemporalTarget
+from .tensors import resize_image
 
 
 COARSE_SHARE = 0.8  # at most this share of a frame's iterations goes to the coarse scales
@@ -29,17 +29,6 @@ class NonFiniteLoss(NSTError):
 
 class _Spent(Exception):
     """A scale's evaluations are used up in the middle of an L-BFGS line search."""
-
-
-def to_tensor(frame: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 in [0, 1]."""
-    frame = np.ascontiguousarray(frame) if frame.flags.writeable else frame.copy()  # decoded frames are read-only
-    return torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float().div_(255).contiguous()
-
-
-def to_frame(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8 RGB (rounded, clamped)."""
-    return image[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def scaled_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
@@ -323,9 +312,3 @@ class _Scale:
         if run.on_snapshot and run.save_every and run.done % run.save_every == 0:
             run.on_snapshot(run.done, self.image().clamp(0, 1).clone(), last)
         return last
-
-
-def noise_like(reference: torch.Tensor, seed: int) -> torch.Tensor:
-    """Uniform white noise in [0, 1], the same for the same seed on every device."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(reference.shape, generator=generator).to(reference.device)

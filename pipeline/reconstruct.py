@@ -19,7 +19,8 @@ import torch
 from . import media
 from .config import VGG19_LAYERS, Config, ConfigError
 from .losses import Objective, build_network
-from .optimise import Plan, Result, noise_like, stylise, to_frame, to_tensor
+from .optimise import Plan, Result, stylise
+from .tensors import noise_like, to_frame, to_tensor
 from .runtime import select_device
 
 CONTENT_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -142,3 +143,36 @@ def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], conte
             row.append(Panel(f"{layer}, \u03b1/\u03b2 = {ratio:g}", to_frame(result.image), result))
         rows.append(row)
     return rows
+
+
+FIGURE_TITLES = {"content": "Content reconstructions from single layers",
+                 "style": "Style reconstructions from growing sets of layers"}
+
+
+def reconstruction_figure(image: np.ndarray, target: Path, kind: str, subsets: Sequence[Sequence[str]], cfg: Config,
+                          iterations: int, *, seed: int = 0, progress: Callable | None = None,
+                          panels: str | Path | None = None) -> int:
+    """Fig. 1: the original, then one `kind` ("content" or "style") reconstruction per layer subset, in a
+    labelled grid at `target` (and each panel as a PNG in `panels`). `progress` receives each optimisation
+    step and `progress.next_panel(iterations)` after each panel. Returns the number of panels."""
+    maker = Reconstructor(image, cfg, layers=sorted({layer for subset in subsets for layer in subset}))
+    results = [Panel("original", maker.image)]
+    for subset in subsets:
+        if kind == "content":
+            results.append(maker.content(subset[0], iterations, seed, callback=progress))
+        else:
+            results.append(maker.style(subset, iterations, seed, callback=progress))
+        if progress is not None:
+            progress.next_panel(iterations)
+    panel_figure(results, [label(p) for p in results], target, FIGURE_TITLES[kind], kind, panels)
+    return len(results)
+
+
+def panel_figure(results: Sequence[Panel], labels: Sequence[str], target: Path, title: str, prefix: str,
+                 panels: str | Path | None, columns: int | None = None) -> None:
+    """A figure command's labelled grid, and each panel as a PNG in `panels`."""
+    from .figures import image_grid
+
+    image_grid([p.image for p in results], labels, target, columns=columns, title=title)
+    if panels:
+        save_panels(results, Path(panels), prefix)

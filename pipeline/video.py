@@ -32,8 +32,9 @@ from .events import FrameDone, Notice, Reference, Started
 from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
 from .flow import (FlowEstimator, Motion, analyse, histogram_distance, inpaint, long_term_offsets, long_term_weights,
                    matched_fill, warp)
-from .losses import TemporalTarget, build_objective, resize_image
-from .optimise import NonFiniteLoss, Plan, Result, noise_like, quality, stylise, to_frame, to_tensor
+from .losses import TemporalTarget, build_objective
+from .optimise import NonFiniteLoss, Plan, Result, quality, stylise
+from .tensors import noise_like, resize_image, to_frame, to_tensor
 from .vgg import weights_identity
 from .workdir import WorkDir, default_work_dir
 
@@ -418,6 +419,17 @@ def run_shot(job: Job, cfg: Config, start: int, end: int, *,
     return ctx.summary
 
 
+def _after_failure(error: BaseException, work: WorkDir | None, created: list[Path], output: Path) -> None:
+    """A failed run leaves its finished frames to resume from, or nothing at all; a full disk is said so."""
+    if work is None or work.discard_if_empty():  # nothing finished: nothing to resume, leave nothing behind
+        remove_if_empty(created)
+    if _disk_full(error):
+        if work is not None and work.path.exists():
+            raise NSTError(f"disk full: {work.finished_count()} finished frames are kept in {work.path}; "
+                           "free some space and rerun the same command to resume") from None
+        raise NSTError(f"disk full while writing {output}: free some space and run the command again") from None
+
+
 def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
         stop: StopFlag | None = None) -> Summary:
     """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages. Everything that can be
@@ -463,13 +475,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     try:
         _stream(ctx)
     except BaseException as error:
-        if work is None or work.discard_if_empty():  # nothing finished: nothing to resume, leave nothing behind
-            remove_if_empty(created)
-        if _disk_full(error):
-            if work is not None and work.path.exists():
-                raise NSTError(f"disk full: {work.finished_count()} finished frames are kept in {work.path}; "
-                               "free some space and rerun the same command to resume") from None
-            raise NSTError(f"disk full while writing {output}: free some space and run the command again") from None
+        _after_failure(error, work, created, output)
         raise
     if work is not None:
         if job.keep_work:
@@ -687,6 +693,55 @@ def _logged_cuts(work: WorkDir | None) -> set[int]:
     return {r["index"] for r in work.read_log() if r.get("pass", 1) == 1 and r.get("cut")} if work else set()
 
 
+def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
+            keep: int) -> tuple[int, Shot | None]:
+    """Pass 1 in order: frames an earlier run finished are loaded, the others stylised, each in its shot; a
+    shot's sweep passes run when the next shot begins (the last one's are left to the caller). Returns the
+    number of frames and the last shot."""
+    cfg, work = ctx.cfg, ctx.work
+    cuts = _logged_cuts(work)
+    inputs: deque[np.ndarray] = deque(maxlen=keep)  # recent input frames (for a frame redone late)
+    shot: Shot | None = None
+    redo = trimmed = False
+    count = 0
+    for index, frame, motions in analysed:
+        count = index + 1
+        if index == 0:
+            ctx.first_frame = frame
+        finished = None
+        if work is not None and not redo and index < resume_from:
+            finished = work.load_frame(index, ctx.size)
+            redo = finished is None   # damaged or missing: this frame and all after it are redone
+        if finished is None and index > 0 and not motions:  # its flow was skipped (it looked finished)
+            fallback = MotionAnalyser(cfg)
+            fallback.history.extend(inputs)
+            motions = fallback(frame)
+        if index == 0 or (index in cuts if finished is not None else bool(motions) and motions[0].cut):
+            if shot is not None and cfg.passes > 1:
+                writer.flush()  # the sweeps read the shot's saved frames and inputs
+                shot.finish()
+            shot = Shot(ctx, index)
+        if finished is None and shot.sweeping:
+            raise NSTError(f"frame {index} in {work.path} is damaged after pass 1; rerun with --restart")
+        if finished is not None:
+            ctx.summary.resumed += 1
+            ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
+        else:
+            ctx.check_stop(index)
+            if work is not None and not trimmed:  # the first frame this run stylises: later records go
+                work.trim_log(index)
+                trimmed = True
+        result = shot.add(index, frame, motions, finished)
+        if finished is None:
+            writer.submit(work.save_frame if work else (lambda i, f: None), index, result)
+            if cfg.passes > 1:
+                writer.submit(work.save_input, index, frame)
+        if sink is not None:
+            writer.submit(sink.write, result)
+        inputs.append(frame)
+    return count, shot
+
+
 def _stream(ctx: RunContext) -> None:
     """The sequential run: decode -> motion (one frame ahead) -> each shot's frames in order, its sweep passes
     when it ends -> encode. With one pass, every frame goes to the encoder as it finishes; with several, the
@@ -698,7 +753,6 @@ def _stream(ctx: RunContext) -> None:
     if work is not None:
         while work.frame_path(resume_from).exists():
             resume_from += 1
-    cuts = _logged_cuts(work)
     ctx.emit(Started(ctx.source.frames, ctx.size, str(ctx.device), resume_from, ctx.source,
                      work.path if work else None))
     reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
@@ -712,49 +766,11 @@ def _stream(ctx: RunContext) -> None:
     analysed = Stage(motions_ahead(iter(decoded)), depth=2, name="flow")
     writer = Writer(depth=4)
     sink = ctx.open_sink() if cfg.passes == 1 else None
-    inputs: deque[np.ndarray] = deque(maxlen=max(analyser.offsets))  # recent input frames (for a frame redone late)
-    shot: Shot | None = None
-    redo = trimmed = False
-    count = 0
     loop_start = time.perf_counter()
     try:
-        for index, frame, motions in analysed:
-            count = index + 1
-            if index == 0:
-                ctx.first_frame = frame
-            finished = None
-            if work is not None and not redo and index < resume_from:
-                finished = work.load_frame(index, ctx.size)
-                redo = finished is None   # damaged or missing: this frame and all after it are redone
-            if finished is None and index > 0 and not motions:  # its flow was skipped (it looked finished)
-                fallback = MotionAnalyser(cfg)
-                fallback.history.extend(inputs)
-                motions = fallback(frame)
-            if index == 0 or (index in cuts if finished is not None else bool(motions) and motions[0].cut):
-                if shot is not None and cfg.passes > 1:
-                    writer.flush()  # the sweeps read the shot's saved frames and inputs
-                    shot.finish()
-                shot = Shot(ctx, index)
-            if finished is None and shot.sweeping:
-                raise NSTError(f"frame {index} in {work.path} is damaged after pass 1; rerun with --restart")
-            if finished is not None:
-                ctx.summary.resumed += 1
-                ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
-            else:
-                ctx.check_stop(index)
-                if work is not None and not trimmed:  # the first frame this run stylises: later records go
-                    work.trim_log(index)
-                    trimmed = True
-            result = shot.add(index, frame, motions, finished)
-            if finished is None:
-                writer.submit(work.save_frame if work else (lambda i, f: None), index, result)
-                if cfg.passes > 1:
-                    writer.submit(work.save_input, index, frame)
-            if sink is not None:
-                writer.submit(sink.write, result)
-            inputs.append(frame)
+        count, shot = _frames(ctx, analysed, writer, sink, resume_from, max(analyser.offsets))
         writer.close()
-        if shot is not None:
+        if shot is not None:  # the last shot's sweeps
             shot.finish()
         for message in reader.warnings:
             ctx.summary.warnings.append(message)

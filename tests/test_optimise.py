@@ -3,7 +3,8 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.losses import Objective
-from pipeline.optimise import Plan, stylise, to_tensor
+from pipeline.optimise import Plan, stylise
+from pipeline.tensors import to_tensor
 from pipeline.synthetic import MECHANICS_WEIGHTS, random_vgg19_weights, texture
 from pipeline.vgg import VGG19Features
 
