@@ -124,16 +124,25 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
         workspace.cleanup()
 
 
+def _table(columns: list[tuple[str, int, Callable]], rows: list, note: str = "") -> str:
+    """A plain-text table: each column (header, width, cell of a row); the first is left-aligned."""
+    def line(cells: list[str]) -> str:
+        return " ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, (_, w, _)) in enumerate(zip(cells, columns)))
+    lines = [line([header for header, _, _ in columns])] + ([note] if note else [])
+    return "\n".join(lines + [line([cell(r) for _, _, cell in columns]) for r in rows])
+
+
 def flicker_table(rows: list[FlickerRow]) -> str:
-    reference = next((r for r in rows if r.name == "cold"), rows[0])
-    lines = [f"{'variant':<38} {'temporal err':>12} {'(est. flow)':>11} {'vs cold':>8} {'style loss':>11} "
-             f"{'vs cold':>8} {'it first/later':>15} {'s first/later':>14}"]
-    for r in rows:
-        lines.append(f"{r.label:<38} {r.temporal_error:12.3f} {r.temporal_error_estimated:11.3f} "
-                     f"{r.temporal_error / reference.temporal_error:8.3f} {r.style_loss:11.4g} "
-                     f"{r.style_loss / reference.style_loss:8.3f} {r.first_iterations:>6}/{r.later_iterations:<8.1f} "
-                     f"{r.first_seconds:6.2f}/{r.later_seconds:<7.2f}")
-    return "\n".join(lines)
+    cold = next((r for r in rows if r.name == "cold"), rows[0])
+    return _table([
+        ("variant", 38, lambda r: r.label),
+        ("temporal err", 12, lambda r: f"{r.temporal_error:.3f}"),
+        ("(est. flow)", 11, lambda r: f"{r.temporal_error_estimated:.3f}"),
+        ("vs cold", 8, lambda r: f"{r.temporal_error / cold.temporal_error:.3f}"),
+        ("style loss", 11, lambda r: f"{r.style_loss:.4g}"),
+        ("vs cold", 8, lambda r: f"{r.style_loss / cold.style_loss:.3f}"),
+        ("it first/later", 15, lambda r: f"{r.first_iterations}/{r.later_iterations:.1f}"),
+        ("s first/later", 14, lambda r: f"{r.first_seconds:.2f}/{r.later_seconds:.2f}")], rows)
 
 
 # ---- speed: overhead, multi-scale, and the clip against plain per-frame Gatys -------------------------
@@ -476,15 +485,19 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
 
 
 def drift_table(rows: list[DriftRow]) -> str:
-    lines = [f"{'variant':<52} {'content':>8} {'style':>7} {'c+s':>6} {'worst':>6} {'1st q':>6} {'last q':>6} "
-             f"{'temp.err':>8} {'it/later':>8} {'early':>7} {'speed-up':>8} {'s':>6}",
-             f"{'(ratios: later frames / cold optimisation of the same frame)':<52}"]
-    for r in rows:
-        lines.append(f"{r.name + ': ' + r.label:<52} {r.content_ratio:8.3f} {r.style_ratio:7.3f} {r.quality_ratio:6.3f} "
-                     f"{r.worst_ratio:6.3f} {r.first_quarter:6.3f} {r.last_quarter:6.3f} {r.temporal_error:8.3f} "
-                     f"{r.later_iterations:8.1f} {r.early_stops:>3}/{r.later_frames:<3} {r.speedup:7.2f}x "
-                     f"{r.seconds:6.0f}")
-    return "\n".join(lines)
+    return _table([
+        ("variant", 52, lambda r: f"{r.name}: {r.label}"),
+        ("content", 8, lambda r: f"{r.content_ratio:.3f}"),
+        ("style", 7, lambda r: f"{r.style_ratio:.3f}"),
+        ("c+s", 6, lambda r: f"{r.quality_ratio:.3f}"),
+        ("worst", 6, lambda r: f"{r.worst_ratio:.3f}"),
+        ("1st q", 6, lambda r: f"{r.first_quarter:.3f}"),
+        ("last q", 6, lambda r: f"{r.last_quarter:.3f}"),
+        ("temp.err", 8, lambda r: f"{r.temporal_error:.3f}"),
+        ("it/later", 8, lambda r: f"{r.later_iterations:.1f}"),
+        ("early", 7, lambda r: f"{r.early_stops}/{r.later_frames}"),
+        ("speed-up", 8, lambda r: f"{r.speedup:.2f}x"),
+        ("s", 6, lambda r: f"{r.seconds:.0f}")], rows, "(ratios: later frames / cold optimisation of the same frame)")
 
 
 # ---- the speed report of `nst-video bench` ---------------------------------------------------------------
