@@ -506,6 +506,7 @@ class RunContext:
     stop: StopFlag | None = None
     first_frame: np.ndarray | None = None  # frame 0's input (decoded even when it was finished)
     _stylist: Stylist | None = None
+    _earlier_log: list[dict[str, Any]] | None = None
 
     def stylist(self, frame: np.ndarray) -> Stylist:
         """The one Stylist of the run. --original-colors matches the styles to frame 0's luminance, also when a
@@ -515,6 +516,12 @@ class RunContext:
             self._stylist = Stylist(self.cfg, self.device, self.styles, first, init_image=self.init_image,
                                     emit=self.emit)
         return self._stylist
+
+    def earlier_log(self) -> list[dict[str, Any]]:
+        """The work directory's log as this run found it (read once: every resumed shot looks into it)."""
+        if self._earlier_log is None:
+            self._earlier_log = self.work.read_log() if self.work is not None else []
+        return self._earlier_log
 
     def check_stop(self, done: int) -> None:
         if self.stop is not None and self.stop.signum is not None:
@@ -570,13 +577,13 @@ class Shot:
         # frame's own target is this ratio times its own input's style term.
         self.level: float | None = None
         self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
-        if ctx.work is not None:
+        if ctx.work is not None and ctx.work.frame_path(start).exists():  # an earlier run began this shot
             self._restore(ctx.work)
 
     def _restore(self, work: WorkDir) -> None:
         """On a resume: the level the stopped run had reached in this shot (its last cold frame or reference,
         from the log), so the resumed frames stop exactly where an uninterrupted run's would."""
-        for record in work.read_log():
+        for record in self.ctx.earlier_log():
             if record.get("pass", 1) != 1 or record["index"] < self.start or not work.frame_path(record["index"]).exists():
                 continue
             if record.get("reference") or record.get("cut") or record["index"] == self.start:
@@ -688,9 +695,9 @@ class Shot:
         ctx.record(index, result, time.perf_counter() - started, cut, pass_number, None)
 
 
-def _logged_cuts(work: WorkDir | None) -> set[int]:
+def _logged_cuts(ctx: RunContext) -> set[int]:
     """Frames an earlier run of the job found to be scene cuts (the shots of its finished frames)."""
-    return {r["index"] for r in work.read_log() if r.get("pass", 1) == 1 and r.get("cut")} if work else set()
+    return {r["index"] for r in ctx.earlier_log() if r.get("pass", 1) == 1 and r.get("cut")}
 
 
 def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
@@ -699,7 +706,7 @@ def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
     shot's sweep passes run when the next shot begins (the last one's are left to the caller). Returns the
     number of frames and the last shot."""
     cfg, work = ctx.cfg, ctx.work
-    cuts = _logged_cuts(work)
+    cuts = _logged_cuts(ctx)
     inputs: deque[np.ndarray] = deque(maxlen=keep)  # recent input frames (for a frame redone late)
     shot: Shot | None = None
     redo = trimmed = False
