@@ -27,6 +27,9 @@ class NonFiniteLoss(NSTError):
     """The loss became NaN or infinite (a step too large, or bf16 overflow)."""
 
 
+COLD_MARGIN = 0.02  # how far inside (0, 1) a cold start begins under L-BFGS's tanh bound (see BOUND_EPS)
+
+
 class _Spent(Exception):
     """A scale's evaluations are used up in the middle of an L-BFGS line search."""
 
@@ -52,7 +55,7 @@ class Plan:
     # A frame still above quality_target at the final scale's cap keeps going up to this many iterations there.
     extend_to: int = 0
     # How far inside (0, 1) L-BFGS's start is moved (see BOUND_EPS): wide for a cold start, narrow for a warm one.
-    start_margin: float = 0.02
+    start_margin: float = COLD_MARGIN
 
     @property
     def iterations(self) -> int:
@@ -77,7 +80,7 @@ class Plan:
         final = max(1, total - sum(n for _, n in coarse))
         scales = tuple((scaled_size(size, s), n) for s, n in coarse) + ((size, final),)
         return cls(scales, optimizer or cfg.optimizer, step_size if step_size is not None else cfg.step_size,
-                   cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=0.02 if first else BOUND_EPS)
+                   cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=COLD_MARGIN if first else BOUND_EPS)
 
 
 @dataclass
@@ -214,7 +217,8 @@ class _Scale:
             x = torch.atanh(x.clamp(start_margin, 1 - start_margin) * 2 - 1)
         self.x = x.requires_grad_(True)
         self.start, self.limit = run.done, 0
-        self.best = [torch.tensor(math.inf, device=x.device), x.detach().clone()]  # on the device: no host sync
+        # on the device (no host sync); L-BFGS only
+        self.best = [torch.tensor(math.inf, device=x.device), x.detach().clone()] if self.bounded else []
         if self.bounded:
             self.optimizer = _lbfgs(x, plan)
         else:
@@ -222,22 +226,24 @@ class _Scale:
             if run.adam_state is not None:  # carry the moments across scales
                 self.optimizer.state[x] = _resize_adam_state(run.adam_state, size)
 
-    def image(self) -> torch.Tensor:
-        x = self.x.detach()
+    def image(self, param: torch.Tensor | None = None) -> torch.Tensor:
+        """The image the parameter stands for (detached unless `param` is given, for an evaluation)."""
+        x = self.x.detach() if param is None else param
         return (torch.tanh(x) + 1) / 2 if self.bounded else x
 
     def evaluate(self) -> torch.Tensor:
         run = self.run
         if run.done >= self.limit:
             raise _Spent
-        total, parts = run.objective((torch.tanh(self.x) + 1) / 2 if self.bounded else self.x)
+        total, parts = run.objective(self.image(self.x))
         total.backward()
         run.recorded.append({k: v.detach() for k, v in parts.items()})
         run.done += 1
-        with torch.no_grad():
-            better = total.detach() < self.best[0]
-            self.best[0] = torch.where(better, total.detach(), self.best[0])
-            self.best[1] = torch.where(better, self.x.detach(), self.best[1])
+        if self.bounded:  # the point a line search cut at a chunk's end goes back to (Adam is never cut)
+            with torch.no_grad():
+                better = total.detach() < self.best[0]
+                self.best[0] = torch.where(better, total.detach(), self.best[0])
+                self.best[1] = torch.where(better, self.x.detach(), self.best[1])
         return total
 
     def closure(self) -> torch.Tensor:
@@ -279,9 +285,8 @@ class _Scale:
         window: list[tuple[int, float]] = []
         while True:
             if run.done - self.start >= cap:
-                worse = final and plan.quality_target is not None and run.history and (
-                    self.saved_quality() > plan.quality_target)
-                if worse and plan.extend_to > cap:  # still worse than the level: keep going up to the extended cap
+                if final and plan.extend_to > cap and run.history and not self._at_target():
+                    # still worse than the level: keep going up to the extended cap
                     cap = plan.extend_to
                     continue
                 return False
@@ -294,11 +299,16 @@ class _Scale:
             if run.done - before < chunk:  # L-BFGS found nothing left to improve
                 return True
             window.append((run.done, last["total"]))
-            earned = plan.quality_target is None or self.saved_quality() <= plan.quality_target
-            if plan.tolerance > 0 and earned and run.done - self.start < cap:  # a stop at the cap is no early stop
+            if plan.tolerance > 0 and run.done - self.start < cap:  # a stop at the cap is no early stop
                 old = [loss for it, loss in window if it <= run.done - plan.tolerance_window]
-                if old and (old[-1] - last["total"]) < plan.tolerance * abs(old[-1]):
-                    return True
+                if old and (old[-1] - last["total"]) < plan.tolerance * abs(old[-1]) and self._at_target():
+                    return True  # converged, and the stop is earned
+
+    def _at_target(self) -> bool:
+        """Whether the frame, as it would be saved, is at plan.quality_target (always, without one): one forward
+        pass, only where a stop or an extension hangs on it."""
+        target = self.run.plan.quality_target
+        return target is None or self.saved_quality() <= target
 
     def _report(self) -> dict[str, float]:
         """At a log point: read the losses back, check them, report progress and snapshots."""
