@@ -404,14 +404,7 @@ def run_shot(job: Job, cfg: Config, start: int, end: int, *,
             if index < start:
                 continue
             motions = analyser(frame)
-            finished = ctx.work.load_frame(index, ctx.size)
-            if finished is None and shot.sweeping:
-                raise NSTError(f"frame {index} in {ctx.work.path} is damaged after pass 1; rerun with --restart")
-            result = shot.add(index, frame, motions, finished)
-            if finished is None:
-                ctx.work.save_frame(index, result)
-                if ctx.cfg.passes > 1:
-                    ctx.work.save_input(index, frame)
+            shot.add(index, frame, motions, ctx.work.load_frame(index, ctx.size))
         shot.finish()
     finally:
         reader.close()
@@ -593,10 +586,18 @@ class Shot:
                     self.ctx.summary.references[record["index"]] = record["losses"]
         self.sweeping = work.pass_state(self.start)[0] > 1
 
-    def add(self, index: int, frame: np.ndarray, motions: list[Motion], finished: np.ndarray | None) -> np.ndarray:
-        """Frame `index` (the next of the shot): `finished` when an earlier run saved it, else stylised now."""
+    def add(self, index: int, frame: np.ndarray, motions: list[Motion], finished: np.ndarray | None,
+            submit: Callable[..., None] = lambda fn, *args: fn(*args)) -> np.ndarray:
+        """Frame `index` (the next of the shot): `finished` when an earlier run saved it, else stylised now and
+        saved to the work directory through `submit` (the writer thread, or a plain call)."""
         if finished is None:
+            if self.sweeping:
+                raise NSTError(f"frame {index} in {self.ctx.work.path} is damaged after pass 1; rerun with --restart")
             finished = self._stylise(index, frame, motions)
+            if self.ctx.work is not None:
+                submit(self.ctx.work.save_frame, index, finished)
+                if self.ctx.cfg.passes > 1:  # the sweeps read the inputs back
+                    submit(self.ctx.work.save_input, index, frame)
         self.history.append(finished)
         self.end = index + 1
         return finished
@@ -728,8 +729,6 @@ def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
                 writer.flush()  # the sweeps read the shot's saved frames and inputs
                 shot.finish()
             shot = Shot(ctx, index)
-        if finished is None and shot.sweeping:
-            raise NSTError(f"frame {index} in {work.path} is damaged after pass 1; rerun with --restart")
         if finished is not None:
             ctx.summary.resumed += 1
             ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
@@ -738,11 +737,7 @@ def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
             if work is not None and not trimmed:  # the first frame this run stylises: later records go
                 work.trim_log(index)
                 trimmed = True
-        result = shot.add(index, frame, motions, finished)
-        if finished is None:
-            writer.submit(work.save_frame if work else (lambda i, f: None), index, result)
-            if cfg.passes > 1:
-                writer.submit(work.save_input, index, frame)
+        result = shot.add(index, frame, motions, finished, writer.submit)
         if sink is not None:
             writer.submit(sink.write, result)
         inputs.append(frame)
