@@ -105,6 +105,45 @@ def _job_options(f: Callable) -> Callable:
     return f
 
 
+def _parallel_options(f: Callable) -> Callable:
+    """Where the work runs: the devices of this machine, or a Ray cluster (the same units either way)."""
+    options = [
+        click.option("--devices", metavar="0,1,..|cpu,cpu",
+                     help="One worker process per device (GPU numbers, or cpu once per CPU worker); a video's shots "
+                          "(and a batch's jobs) are spread over them."),
+        click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                     help="Run every shot as a Ray task: ADDRESS or auto connects to a running cluster, nothing starts "
+                          "Ray on this machine. Needs the extra: pip install 'nst-video[ray]'."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def make_executor(devices: str | None, ray_address: str | None, cfg: Any, reporter: Any) -> tuple[Any, Any]:
+    """(executor or None, cfg with the device of a single --devices entry): Ray with --ray, our worker pool with
+    several --devices, else None (this process)."""
+    from pipeline import batch
+
+    device_list = batch.parse_devices(devices)
+    if ray_address and device_list:
+        raise click.BadParameter("give --devices or --ray, not both (Ray places units on the cluster's devices)",
+                                 param_hint="--ray")
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    if ray_address:
+        from pipeline.ray_executor import RayExecutor
+
+        return RayExecutor(None if ray_address == "local" else ray_address, threads=cfg.threads, emit=reporter), cfg
+    if len(device_list) > 1:
+        from pipeline.executors import Pool
+
+        return Pool(device_list, cfg.threads), cfg
+    return None, cfg.replace(device=device_list[0]) if device_list else cfg
+
+
 def config_from_params(params: dict[str, Any]) -> Any:
     overrides = {k: v for k, v in params.items() if k in KEYS and v is not None}
     return load_config(params.get("config_name") or "default", **overrides)
@@ -240,7 +279,7 @@ class BatchReporter:
         self.counts: dict[str, int] = {}
 
     def __call__(self, event: Any) -> None:
-        from pipeline.events import JobDone, JobProgress, JobStarted, WorkerExit
+        from pipeline.events import JobDone, JobProgress, JobStarted
 
         reporter, quiet = self.reporter, self.reporter.quiet
         if isinstance(event, JobStarted) and self.parallel:
@@ -268,7 +307,7 @@ class BatchReporter:
             elif not quiet:
                 reporter.write(f"job {outcome.job.number} ({outcome.job.name}): {outcome.status}"
                                + (f": {outcome.message}" if outcome.message else ""))
-        elif not isinstance(event, WorkerExit):
+        else:
             reporter(event)
 
 
@@ -293,6 +332,10 @@ def summary_line(summary: Any) -> str:
                      f"(worst {worst[1]:.2f}x at frame {worst[0]});")
     if summary.cuts:
         parts.append(f"scene cuts at {', '.join(map(str, summary.cuts))};")
+    if summary.units:
+        prepass = f"cut pre-pass {summary.prepass_seconds:.1f} s" if summary.prepass_seconds else "cut list kept"
+        chunks = f" in {summary.units} units" if summary.units != summary.shots else ""
+        parts.append(f"{summary.shots} shot{'s' if summary.shots != 1 else ''}{chunks} ({prepass});")
     parts.append(f"-> {summary.output}")
     return " ".join(parts)
 
@@ -404,13 +447,14 @@ def cli() -> None:
 @click.option("--progress-sheet", type=click.Path(dir_okay=False), help="Contact sheet of the saved images (PNG).")
 @click.option("--progress-anim", type=click.Path(dir_okay=False), help="Animation of the saved images (.gif or .mp4).")
 @click.option("--loss-plot", type=click.Path(dir_okay=False), help="Plot of every loss against iteration (PNG).")
+@_parallel_options
 @_job_options
 @click.version_option(__version__, "--version", prog_name="nst-video")
 @handle_errors
 def run_command(input_path: str, style: str, output: str, save_every: int | None, progress_dir: str | None,
-                progress_sheet: str | None, progress_anim: str | None, loss_plot: str | None, work_dir: str | None,
-                keep_work: bool, restart: bool, overwrite: bool, log_file: str | None, quiet: bool, debug: bool,
-                **params: Any) -> None:
+                progress_sheet: str | None, progress_anim: str | None, loss_plot: str | None, devices: str | None,
+                ray_address: str | None, work_dir: str | None, keep_work: bool, restart: bool, overwrite: bool,
+                log_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
     """Stylise INPUT (a video, a folder of frames or an image) with STYLE (an image, or several separated
     by commas) into OUTPUT (a video by extension, a folder, or an image).
 
@@ -425,6 +469,9 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     cfg = config_from_params(params)
     if save_every is not None and save_every < 1:
         raise click.BadParameter("must be at least 1", param_hint="--save-every")
+    if save_every and (ray_address or len((devices or "").split(",")) > 1):
+        raise click.BadParameter("needs a run in this process (no --ray, at most one --devices entry)",
+                                 param_hint="--save-every")
     if (progress_sheet or progress_anim) and not save_every:
         raise click.BadParameter("needs --save-every N", param_hint="--progress-sheet/--progress-anim")
     if progress_anim and Path(progress_anim).suffix.lower() not in (".gif", ".mp4"):
@@ -447,8 +494,9 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     try:
+        executor, cfg = make_executor(devices, ray_address, cfg, reporter)
         with _Signals(stop, reporter):
-            summary = video.run(job, cfg, events=reporter, stop=stop)
+            summary = video.run(job, cfg, events=reporter, stop=stop, executor=executor)
         reporter.record("finished", frames=summary.frames, seconds=round(summary.seconds, 2),
                         cuts=summary.cuts, output=str(summary.output))
     finally:
@@ -469,12 +517,12 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
 @_config_options
 @click.option("--style", metavar="STYLE", help="Style image(s) for every input of a GLOB.")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Output folder for a GLOB's results.")
-@click.option("--devices", metavar="0,1,..|cpu,cpu", help="One worker process per device, each taking whole jobs.")
+@_parallel_options
 @_job_options
 @handle_errors
-def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, devices: str | None, work_dir: str | None,
-                  keep_work: bool, restart: bool, overwrite: bool, log_file: str | None, quiet: bool, debug: bool,
-                  **params: Any) -> None:
+def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, devices: str | None, ray_address: str | None,
+                  work_dir: str | None, keep_work: bool, restart: bool, overwrite: bool, log_file: str | None,
+                  quiet: bool, debug: bool, **params: Any) -> None:
     """Run many jobs: a YAML file with a top-level `jobs:` list (each job: input, style, output, and any
     config key as an override), or a GLOB of inputs with --style and --out-dir. Every option of the main
     command applies to all jobs; a job's own keys win. All jobs are checked before any starts. A failed job
@@ -496,9 +544,11 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     started = time.perf_counter()
+    executor, base_config = make_executor(devices, ray_address, base_config, reporter)
     with _Signals(stop, reporter):
         outcomes = batch.run_batch(jobs, device_list, base_config, options,
-                                   BatchReporter(reporter, [job.number for job in jobs], len(device_list) > 1), stop)
+                                   BatchReporter(reporter, [job.number for job in jobs],
+                                                 executor is not None or len(device_list) > 1), stop, executor)
     reporter.record("batch_finished", seconds=round(time.perf_counter() - started, 2),
                     failed=sum(o.status == "failed" for o in outcomes))
     reporter.close()

@@ -1,5 +1,6 @@
 """Overnight batches: many jobs from a YAML file or a glob, validated up front, run in order on one device
-or spread over several (one worker process per device, each taking whole jobs), resumable.
+or as units of work on several devices (a worker process per device) or a Ray cluster, resumable: the shots of
+every job are spread over the workers, and each job is encoded once its last shot is done.
 
     jobs:
       - input: clips/a.mp4
@@ -13,11 +14,7 @@ is finished and skipped on a rerun; an unfinished one resumes from its work dire
 from __future__ import annotations
 
 import glob
-import multiprocessing
-import os
-import queue
 import signal
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +23,7 @@ import yaml
 
 from . import media, probe
 from .config import Config, ConfigError, NSTError, coerce_values, load_yaml, yaml_error
-from .events import FrameDone, JobDone, JobProgress, JobStarted, WorkerExit
+from .events import FrameDone, JobDone, JobProgress, JobStarted, Notice
 from .files import FOLDER_MARKER, check_not_overwriting, foreign_files
 from .workdir import default_work_dir
 
@@ -205,54 +202,17 @@ def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events:
     return Outcome(job, "done", summary.frames, summary.seconds, device=cfg.device)
 
 
-def _worker(device: str, threads: int, jobs: "multiprocessing.Queue", results: "multiprocessing.Queue",
-            base: dict, options: dict) -> None:
-    """One process per device: takes whole jobs until the queue is empty or a stop is asked for."""
-    import torch
-
-    from . import video
-    from .config import config_from_dict
-
-    torch.set_num_threads(threads)
-    stop = video.StopFlag()
-
-    def handle(signum: int, frame: Any) -> None:
-        if stop.signum is not None:
-            raise KeyboardInterrupt
-        stop.request(signum)
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    base_config = config_from_dict(base)
-
-    def events(event: Any) -> None:
-        if isinstance(event, FrameDone):
-            results.put(JobProgress(device, event))
-
-    while stop.signum is None:
-        try:
-            job = jobs.get_nowait()
-        except queue.Empty:
-            break
-        results.put(JobStarted(job.number, job.name, device))
-        try:
-            outcome = run_one(job, base_config, options, events, stop, device)
-        except KeyboardInterrupt:
-            outcome = Outcome(job, "stopped", message="aborted", device=device)
-        except BaseException as error:  # report, never die silently
-            outcome = Outcome(job, "failed", message=f"{type(error).__name__}: {error}", device=device)
-            traceback.print_exc()
-        results.put(JobDone(outcome, device))
-    results.put(WorkerExit(device))
-
-
 def run_batch(jobs: list[BatchJob], devices: list[str], base_config: Config, options: dict[str, Any],
-              events: Callable[[Any], None], stop: Any) -> list[Outcome]:
+              events: Callable[[Any], None], stop: Any, executor: Any = None) -> list[Outcome]:
     """Every job, on one device in this process (in order; `events` gets JobStarted, the run's own events and
-    JobDone for each) or spread over one worker process per device (run_parallel). Jobs not started because
-    of a stop are reported as such."""
-    if len(devices) > 1:
-        return run_parallel(jobs, devices, base_config, options, events, stop)
+    JobDone for each), or as units on an executor (several devices, or Ray: run_units). Jobs not started
+    because of a stop are reported as such."""
+    if executor is None and len(devices) > 1:
+        from .executors import Pool
+
+        executor = Pool(devices, base_config.threads)
+    if executor is not None:
+        return run_units(jobs, base_config, options, events, stop, executor)
     device = devices[0] if devices else None
     outcomes = []
     for job in jobs:
@@ -266,47 +226,127 @@ def run_batch(jobs: list[BatchJob], devices: list[str], base_config: Config, opt
     return outcomes
 
 
-def run_parallel(jobs: list[BatchJob], devices: list[str], base_config: Config, options: dict[str, Any],
-                 report: Callable[[Any], None], stop: Any) -> list[Outcome]:
-    """Run jobs on one worker process per device; `report` receives their events in the parent."""
-    context = multiprocessing.get_context("spawn")
-    job_queue, results = context.Queue(), context.Queue()
-    for job in jobs:
-        job_queue.put(job)
-    cpus = os.cpu_count() or 1
-    cpu_workers = sum(1 for d in devices if d == "cpu")
-    threads = max(1, cpus // max(1, cpu_workers))
-    workers = [context.Process(target=_worker, args=(d, threads, job_queue, results, base_config.to_dict(), options),
-                               daemon=False, name=f"nst-video-{d}") for d in devices]
-    for worker in workers:
-        worker.start()
-    outcomes: list[Outcome] = []
-    running = len(workers)
-    forwarded = False
-    while running:
-        if stop.signum is not None and not forwarded:  # a SIGTERM sent to the parent alone reaches the workers
-            forwarded = True
-            for worker in workers:
-                if worker.is_alive():
-                    os.kill(worker.pid, stop.signum)
+class _Pending:
+    """A job of a batch in units whose shots are out on the executor; the driver holds its work directory."""
+
+    def __init__(self, job: BatchJob, run: Any, spans: list[Any]):
+        self.job, self.run, self.left = job, run, {span.keep_from for span in spans}
+        self.results: dict[int, Any] = {}
+        self.problem: tuple[str, str] | None = None   # (status, message) of the first unit that failed or stopped
+
+    def finish(self, device: str) -> Outcome:
+        from . import video
+
+        job, run = self.job, self.run
         try:
-            message = results.get(timeout=0.5)
-        except queue.Empty:
-            if not any(w.is_alive() for w in workers):
-                break
+            if self.problem is not None:
+                raise (NSTError(self.problem[1]) if self.problem[0] == "failed" else
+                       video.Interrupted(signal.SIGTERM, self.problem[1]))
+            run.assemble([self.results[key] for key in sorted(self.results)])
+            summary = run.finish()
+        except video.Interrupted as error:
+            run.fail(error)
+            return Outcome(job, "stopped", message=str(error), device=device)
+        except NSTError as error:
+            run.fail(error)
+            return Outcome(job, "failed", message=str(error), device=device)
+        return Outcome(job, "done", summary.frames, summary.seconds, device=device)
+
+
+def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], workers: int,
+             emit: Callable[[Any], None]) -> tuple[Any, list[Any]] | Outcome:
+    """A job's units: its shots (the driver opens its work directory and runs the cut pre-pass), or the whole job
+    (an image, or shots: off) for a worker to run from start to end."""
+    from . import executors, video
+
+    cfg = base_config.replace(**job.overrides)
+    work_dir = Path(options["work_dir"]) / f"job-{job.number:04d}" if options.get("work_dir") else None
+    if not options.get("restart") and is_finished(job, work_dir):
+        return Outcome(job, "skipped", message="output exists")
+    spec = video.Job(job.input, job.styles, job.output, work_dir or default_work_dir(job.output),
+                     options.get("keep_work", False), options.get("restart", False),
+                     overwrite=options.get("overwrite", False))
+    try:
+        run = video.Run(spec, cfg, events=emit)
+        if not run.in_shots(workers):
+            return None, [executors.Unit((job.number, 0), job, base_config.to_dict(), options=options)]
+        run.start()
+        try:
+            spans = run.units()
+        except BaseException as error:
+            run.fail(error)
+            raise
+    except NSTError as error:
+        return Outcome(job, "failed", message=str(error))
+    config = run.ctx.cfg.to_dict()
+    units = [executors.Unit((job.number, span.keep_from), spec, config, span, span.end - span.keep_from)
+             for span in spans]
+    return _Pending(job, run, spans), units
+
+
+def run_units(jobs: list[BatchJob], base_config: Config, options: dict[str, Any], events: Callable[[Any], None],
+              stop: Any, executor: Any) -> list[Outcome]:
+    """Every (job, shot) unit of the batch on one executor: each job's shots are stylised wherever the executor
+    places them, and the job is encoded here as soon as its last unit is done."""
+    from .executors import UnitEvent, UnitStarted
+
+    outcomes: dict[int, Outcome] = {}
+    pending: dict[int, _Pending] = {}
+    units = []
+    by_number = {job.number: job for job in jobs}
+    for job in jobs:
+        if stop.signum is not None:
+            outcomes[job.number] = Outcome(job, "stopped", message="not started")
             continue
-        if isinstance(message, JobDone):
-            outcomes.append(message.outcome)
-        elif isinstance(message, WorkerExit):
-            running -= 1
-        report(message)
-    for worker in workers:
-        worker.join()
-    done = {o.job.number for o in outcomes}
-    for job in jobs:  # jobs no worker reached (stopped early) are reported as not started
-        if job.number not in done:
-            outcomes.append(Outcome(job, "stopped", message="not started"))
-    return sorted(outcomes, key=lambda o: o.job.number)
+        prepared = _prepare(job, base_config, options, executor.workers,
+                            lambda event: events(event) if isinstance(event, Notice) else None)
+        if isinstance(prepared, Outcome):
+            outcomes[job.number] = prepared
+            events(JobDone(prepared))
+            continue
+        holder, job_units = prepared
+        if holder is not None:
+            if not job_units:  # every shot was finished by an earlier run: only the encode is left
+                outcomes[job.number] = holder.finish("-")
+                events(JobDone(outcomes[job.number]))
+                continue
+            pending[job.number] = holder
+        units += job_units
+
+    def on_event(message: Any) -> None:
+        number, first = message.key
+        if isinstance(message, UnitStarted):
+            name = by_number[number].name + (f" from frame {first}" if number in pending else "")
+            events(JobStarted(number, name, message.device))
+        elif isinstance(message, UnitEvent) and isinstance(message.event, FrameDone):
+            events(JobProgress(message.device, message.event))
+        elif isinstance(message, UnitEvent) and isinstance(message.event, Notice):
+            events(message.event)
+
+    def on_done(result: Any) -> None:
+        number, first = result.key
+        holder = pending.get(number)
+        if holder is None:  # a whole job
+            outcome = result.value if result.status == "done" else Outcome(
+                by_number[number], result.status, message=result.message, device=result.device)
+            outcomes[number] = outcome
+            events(JobDone(outcome, result.device))
+            return
+        holder.left.discard(first)
+        if result.status == "done":
+            holder.results[first] = result.value
+        elif holder.problem is None:
+            holder.problem = (result.status, result.message)
+        if not holder.left:
+            outcomes[number] = holder.finish(result.device)
+            events(JobDone(outcomes[number], result.device))
+
+    executor.run(units, on_event, on_done, stop)
+    for number, holder in pending.items():  # units a stop kept from starting
+        if number not in outcomes:
+            holder.problem = holder.problem or ("stopped", "not started")
+            outcomes[number] = holder.finish("-")
+    return [outcomes[job.number] for job in jobs]
 
 
 def summary_table(outcomes: list[Outcome]) -> str:

@@ -155,6 +155,11 @@ class Config:
     # >= 0.84. The thresholds sit between.
     cut_reliable: float = _field(0.15, doc="a frame whose reliable-pixel fraction is below this is a scene cut")
     cut_histogram: float = _field(0.5, doc="a frame whose colour histogram distance (Bhattacharyya) exceeds this is a scene cut")
+    # ---- shots in parallel (see shots.py) -------------------------------------------------------
+    shots: str = _field("auto", frames=False, doc="auto: with more than one device (--devices, --ray), stylise the shots between scene cuts in parallel; off: one frame loop from the first frame to the last", flag=True, metavar="auto|off")
+    max_shot_frames: int = _field(0, doc="split shots longer than this many frames into chunks stylised independently (0: never); each chunk after the first starts cold chunk_overlap frames early and crossfades into the one before", flag=True, metavar="N")
+    chunk_overlap: int = _field(8, doc="frames a chunk stylises before its start (burn-in, then crossfaded; with max_shot_frames)", flag=True, metavar="K")
+    threads: int = _field(0, frames=False, doc="CPU threads of each worker (0: the cores shared out among the CPU workers); CPU results are bit-identical only for the same thread count", flag=True)
     # ---- output -------------------------------------------------------------------------------
     fps: Fraction | None = _field(None, frames=False, doc="frame rate of a video made from frames (default 25), or resample a video", flag=True, metavar="RATE")
     crf: int = _field(18, frames=False, doc="encoder quality (lower is better)", flag=True)
@@ -222,6 +227,7 @@ CHOICES = {
     "flow_method": ("dis", "farneback"),
     "dis_preset": ("ultrafast", "fast", "medium"),
     "unreliable_init": ("content", "noise", "warped", "inpaint", "matched"),
+    "shots": ("auto", "off"),
 }
 MIN_SIZE, MAX_SIZE = 32, 8192
 
@@ -259,6 +265,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"long_term must be between 0 and 8, not {cfg.long_term}")
     if cfg.reference_every < 0 or cfg.min_scale < 0:
         raise ConfigError("reference_every and min_scale must not be negative")
+    if cfg.max_shot_frames < 0 or cfg.chunk_overlap < 0 or cfg.threads < 0:
+        raise ConfigError("max_shot_frames, chunk_overlap and threads must not be negative")
+    if cfg.max_shot_frames and cfg.chunk_overlap >= cfg.max_shot_frames:
+        raise ConfigError(f"chunk_overlap ({cfg.chunk_overlap}) must be smaller than max_shot_frames ({cfg.max_shot_frames})")
     if cfg.frame_extension < 1:
         raise ConfigError(f"frame_extension must be at least 1, not {cfg.frame_extension}")
     if cfg.temporal_detail < 0 or cfg.temporal_sigma <= 0:

@@ -3,8 +3,7 @@ batch runner (in this process or from worker processes, through a queue) consume
 
 A run sends Started, then per frame Step (every `log_every` iterations) and FrameDone, Reference for each
 sampled cold frame (--reference-every) and Notice for warnings. A batch sends JobStarted and JobDone around each
-job; a parallel batch wraps its workers' FrameDone in JobProgress, and WorkerExit when a worker has no job
-left.
+job; a batch in units (several devices, Ray) wraps its workers' FrameDone in JobProgress.
 """
 from __future__ import annotations
 
@@ -83,8 +82,3 @@ class JobProgress:
 class JobDone:
     outcome: Any                      # batch.Outcome
     device: str | None = None
-
-
-@dataclass
-class WorkerExit:
-    device: str

@@ -6,6 +6,7 @@ is estimate(frame_t, frame_{t-1}); warping the previous result with it brings it
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -217,3 +218,32 @@ def long_term_weights(motions: list[Motion]) -> list[np.ndarray]:
         out.append(weights.astype(np.float32))
         covered = motion.weights.copy() if covered is None else covered + motion.weights
     return out
+
+
+class MotionAnalyser:
+    """For each frame: its motions relative to the frames at `offsets` before it (flow, consistency,
+    cut tests). Without flow only the colour-histogram cut test runs. One per thread (DIS is stateful)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.offsets = long_term_offsets(cfg.long_term) if cfg.flow else [1]
+        self.estimator = FlowEstimator(cfg.flow_method, cfg.dis_preset) if cfg.flow else None
+        self.history: deque[np.ndarray] = deque(maxlen=max(self.offsets))
+
+    def __call__(self, frame: np.ndarray, *, needed: bool = True) -> list[Motion]:
+        motions = []
+        if needed:
+            for offset in self.offsets:
+                if offset <= len(self.history):
+                    motions.append(self.pair(self.history[-offset], frame, offset))
+        self.history.append(frame)
+        return motions
+
+    def pair(self, earlier: np.ndarray, frame: np.ndarray, offset: int = 1) -> Motion:
+        cfg = self.cfg
+        if self.estimator is None:
+            distance = histogram_distance(earlier, frame)
+            empty = np.zeros(frame.shape[:2], np.float32)
+            return Motion(offset, np.zeros(frame.shape[:2] + (2,), np.float32), empty, 1.0, distance,
+                          distance > cfg.cut_histogram)
+        return analyse(earlier, frame, self.estimator, cfg, offset=offset)

@@ -121,10 +121,10 @@ class _StderrDrain:
 class FrameReader:
     """Frames of any input at a working size (W, H), streamed; use as an iterator, then `close()`."""
 
-    def __init__(self, info: MediaInfo, size: tuple[int, int], fps: Fraction | None = None):
-        self.info, self.size = info, size
+    def __init__(self, info: MediaInfo, size: tuple[int, int], fps: Fraction | None = None, *, start: int = 0):
+        self.info, self.size, self.start = info, size, start  # frames before `start` are skipped, not delivered
         self.fps = fps if fps is not None else (info.fps or DEFAULT_FOLDER_FPS)
-        self.frames_read = 0
+        self.frames_read = start
         self.warnings: list[str] = []
         self._process: subprocess.Popen | None = None
         self._drain: _StderrDrain | None = None
@@ -133,7 +133,7 @@ class FrameReader:
         if self.info.kind == "video":
             yield from self._video_frames()
         else:
-            for path in self.info.files:
+            for path in self.info.files[self.start:]:
                 yield resize(read_image(path), self.size)
                 self.frames_read += 1
 
@@ -143,6 +143,8 @@ class FrameReader:
         resample = self.info.vfr or (self.info.fps is not None and self.fps != self.info.fps)
         if resample:  # constant rate: ffmpeg duplicates/drops to the new rate, and we report it
             stream = stream.filter("fps", fps=f"{self.fps.numerator}/{self.fps.denominator}")
+        if self.start:  # a shot in another process: the frames before it are decoded (exactly) but not scaled or sent
+            stream = stream.filter("select", f"gte(n,{self.start})")
         shrinking = width * height < self.info.width * self.info.height
         stream = stream.filter("scale", width, height, flags="area" if shrinking else "bicubic")
         # Every decoded frame exactly once: without passthrough, ffmpeg pads a stream whose first timestamp
@@ -166,7 +168,7 @@ class FrameReader:
                 self.frames_read += 1
             code = self._process.wait()
             self._drain.join()
-            if self.frames_read == 0:
+            if self.frames_read == self.start:
                 detail = f" (ffmpeg: {self._drain.first()})" if self._drain.lines else ""
                 raise MediaError(f"{self.info.path}: no frame could be decoded{detail}")
             if code != 0:

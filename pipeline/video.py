@@ -30,12 +30,12 @@ from . import color, media, memory, probe, runtime
 from .config import MAX_SIZE, Config, ConfigError, NSTError
 from .events import FrameDone, Notice, Reference, Started
 from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
-from .flow import (FlowEstimator, Motion, analyse, histogram_distance, inpaint, long_term_offsets, long_term_weights,
-                   matched_fill, warp)
+from .flow import Motion, MotionAnalyser, inpaint, long_term_offsets, long_term_weights, matched_fill, warp
 from .losses import TemporalTarget, build_objective
 from .optimise import NonFiniteLoss, Plan, Result, quality, stylise
 from .tensors import noise_like, resize_image, to_frame, to_tensor
 from .vgg import weights_identity
+from .media import FRAME_NAME
 from .workdir import WorkDir, default_work_dir
 
 MULTIPASS_BLEND = 0.5  # delta of Ruder et al.'s multi-pass initialisation
@@ -78,6 +78,23 @@ class Summary:
     early_stops: int = 0                   # later frames whose stop was earned (at the level before the cap)
     losses: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> losses of the saved frame (pass 1)
     references: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> cold losses (--reference-every)
+    shots: int = 0                         # a run in shots: the shots found by the pre-pass,
+    units: int = 0                         # the units they made (chunks of long shots count apiece),
+    prepass_seconds: float = 0.0           # and how long the pre-pass took (0: its cut list was kept)
+
+    def merge(self, part: "Summary") -> None:
+        """Add the figures of one unit of a run in shots (run_shot), taken in the order of the frames."""
+        for name in ("stylised", "resumed", "early_stops"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.iterations += part.iterations
+        self.later_frame_seconds += part.later_frame_seconds
+        self.pass_histories += part.pass_histories
+        self.warnings += [w for w in part.warnings if w not in self.warnings]
+        for name in ("histories", "losses", "references"):
+            getattr(self, name).update(getattr(part, name))
+        if part.first_frame_seconds is not None:
+            self.first_frame_seconds = part.first_frame_seconds
+        self.peak_memory = max(self.peak_memory, part.peak_memory)
 
     def drift(self) -> list[tuple[int, float]]:
         """(frame, content + style of the frame / that of its cold reference) for every sampled frame."""
@@ -197,37 +214,6 @@ class Stylist:
                 else self.space(content))
         init = c * warped_closest + (1 - c) * fill
         return init, temporal
-
-
-# ---- motion, one frame ahead -----------------------------------------------------------------------
-
-class MotionAnalyser:
-    """For each frame: its motions relative to the frames at `offsets` before it (flow, consistency,
-    cut tests). Without flow only the colour-histogram cut test runs. One per thread (DIS is stateful)."""
-
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        self.offsets = long_term_offsets(cfg.long_term) if cfg.flow else [1]
-        self.estimator = FlowEstimator(cfg.flow_method, cfg.dis_preset) if cfg.flow else None
-        self.history: deque[np.ndarray] = deque(maxlen=max(self.offsets))
-
-    def __call__(self, frame: np.ndarray, *, needed: bool = True) -> list[Motion]:
-        motions = []
-        if needed:
-            for offset in self.offsets:
-                if offset <= len(self.history):
-                    motions.append(self.pair(self.history[-offset], frame, offset))
-        self.history.append(frame)
-        return motions
-
-    def pair(self, earlier: np.ndarray, frame: np.ndarray, offset: int = 1) -> Motion:
-        cfg = self.cfg
-        if self.estimator is None:
-            distance = histogram_distance(earlier, frame)
-            empty = np.zeros(frame.shape[:2], np.float32)
-            return Motion(offset, np.zeros(frame.shape[:2] + (2,), np.float32), empty, 1.0, distance,
-                          distance > cfg.cut_histogram)
-        return analyse(earlier, frame, self.estimator, cfg, offset=offset)
 
 
 # ---- the job ---------------------------------------------------------------------------------------
@@ -381,34 +367,62 @@ def _identity(ctx: RunContext) -> dict[str, Any]:
             "init": _file_digest(Path(cfg.init)) if ctx.init_image is not None else cfg.init}
 
 
-def run_shot(job: Job, cfg: Config, start: int, end: int, *,
-             events: Callable[[Any], None] | None = None) -> Summary:
-    """Stylise frames start .. end - 1 of the job's INPUT, a shot (frame `start` is frame 0 or a scene cut, and
-    `end` the next cut or the end), into the job's work directory, with its sweep passes: exactly what the
-    sequential run does for that shot, so shots can be spread over processes and the frames encoded after.
-    Frames the work directory already holds are kept (a shot resumes)."""
+def _first_frame(ctx: RunContext) -> np.ndarray:
+    reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
+    try:
+        return next(iter(reader))
+    finally:
+        reader.close()
+
+
+def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] | None = None,
+             stop: StopFlag | None = None, node: str = "this machine") -> Summary:
+    """Stylise one unit of a run in shots (shots.Span: a shot, or a chunk of a long one) into the job's work
+    directory, which the run driving it holds open: exactly what the sequential loop does for that shot, sweep
+    passes included, so units can be spread over processes and machines and the frames encoded after. Frames
+    the work directory already holds are kept (a unit resumes). Runs on the node that got the unit (`node`
+    names it in errors)."""
+    from .shots import visible
+
+    visible({"input": job.input, **{f"style image {i + 1}": p for i, p in enumerate(job.styles)},
+             "weights": cfg.weights, "work directory": job.work_dir}, node)
     ctx = _context(job, cfg, probe.inspect_input(job.input), Summary(output=Path(job.output)),
-                   events or (lambda event: None), None)
+                   events or (lambda event: None), stop)
     if ctx.work is None:
         raise ConfigError("a single image has no shots")
-    ctx.work.open(_identity(ctx))
-    reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
+    ctx.work.attach(_identity(ctx))
+    runtime.reset_peak_memory(ctx.device)
+    if cfg.original_colors and span.start > 0:
+        ctx.first_frame = _first_frame(ctx)
+    shot = Shot(ctx, span.start, keep_from=span.keep_from, end=span.end, cut=span.cut)
+    reader = media.FrameReader(ctx.source, ctx.size, ctx.fps, start=span.start)
     analyser = MotionAnalyser(ctx.cfg)
-    shot = Shot(ctx, start)
+    redo: int | None = None     # the first frame stylised now: it and all after it are redone
     try:
-        for index, frame in enumerate(reader):
+        for index, frame in enumerate(reader, span.start):
+            if index >= span.end:
+                break
             if index == 0:
                 ctx.first_frame = frame
-            if index >= end:
-                break
-            if index < start:
-                continue
-            motions = analyser(frame)
-            shot.add(index, frame, motions, ctx.work.load_frame(index, ctx.size))
+            finished = shot.load(index) if redo is None else None
+            if finished is None and redo is None:
+                redo = index
+                ctx.check_stop(index - span.keep_from)
+                ctx.work.drop_records(lambda record: shot.owns(record, span.end) and record["index"] >= index)
+            elif finished is None:
+                ctx.check_stop(index - span.keep_from)
+            elif index >= span.keep_from:
+                ctx.summary.resumed += 1
+                ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
+            shot.add(index, frame, analyser(frame, needed=finished is None), finished)
+        if shot.end < span.end:
+            raise NSTError(f"{job.input} ended at frame {shot.end} of a shot that ran to frame {span.end}: "
+                           "the input changed during the run; rerun with --restart")
         shot.finish()
     finally:
         reader.close()
-        ctx.work.close()
+    ctx.summary.frames = span.end - span.keep_from
+    ctx.summary.peak_memory = runtime.peak_memory(ctx.device)
     return ctx.summary
 
 
@@ -423,62 +437,142 @@ def _after_failure(error: BaseException, work: WorkDir | None, created: list[Pat
         raise NSTError(f"disk full while writing {output}: free some space and run the command again") from None
 
 
-def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
-        stop: StopFlag | None = None) -> Summary:
-    """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages. Everything that can be
-    checked is checked before anything is created, so a refused command leaves nothing behind."""
-    emit = events or (lambda event: None)
-    started = time.perf_counter()
-    output = Path(job.output)
-    source = probe.inspect_input(job.input)
-    if cfg.init not in ("content", "noise") and not Path(cfg.init).is_file():
-        raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
-    check_not_overwriting(output, reads_of(job.input, job.styles, cfg), folder=media.output_kind(output) == "folder")
-    media.check_output_fits(source, output)
-    media.check_writable(output, overwrite=job.overwrite)
-    if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
-        raise ConfigError(f"--style-blend has {len(cfg.style_blend)} weights for {len(job.styles)} style images")
-    ctx = _context(job, cfg, source, Summary(output=output), emit, stop)
-    cfg, device, size = ctx.cfg, ctx.device, ctx.size
-    check_frame_size(source, size, cfg)
-    check_memory(device, size, cfg)
-    if media.output_kind(output) == "video":
-        media.check_encoder(cfg.codec, cfg.crf, output)
-    work = ctx.work
-    check_disk(work.path if work else None, output, size, source.frames, cfg.passes,
-               work.finished_count() if work else 0)
-    identity = _identity(ctx) if work is not None else None
+class Run:
+    """One job from its checks to its output. Constructing it checks everything that can be checked (nothing is
+    created); start() creates the output's folder and opens the work directory; then either stream() runs the
+    sequential frame loop, or units() plans the shots for workers (run_shot) and assemble() encodes what they
+    made; finish() cleans up and returns the summary, and fail() leaves finished frames to resume from, or
+    nothing at all."""
 
-    # Every check passed: from here on, things are created.
-    runtime.reset_peak_memory(device)
-    summary = ctx.summary
-    created = make_parent(output)
-    if work is not None:
-        taken_over = work.open(identity, restart=job.restart)
-        summary.work_dir = work.path
-        if taken_over:
-            emit(Notice(taken_over))
-    for message in prepare_notices(source, output, cfg):
-        summary.warnings.append(message)
-        emit(Notice(message))
-    removed = remove_dead_partials(output)  # after the work directory's lock: no live run of this job is left
-    if removed:
-        emit(Notice(f"removed {len(removed)} temporary file{'s' if len(removed) > 1 else ''} left by earlier runs "
-                    f"that died ({', '.join(p.name for p in removed)})"))
+    def __init__(self, job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
+                 stop: StopFlag | None = None):
+        self.started = time.perf_counter()
+        self.job, self.output, self.emit = job, Path(job.output), events or (lambda event: None)
+        source = probe.inspect_input(job.input)
+        if cfg.init not in ("content", "noise") and not Path(cfg.init).is_file():
+            raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
+        output = self.output
+        check_not_overwriting(output, reads_of(job.input, job.styles, cfg), folder=media.output_kind(output) == "folder")
+        media.check_output_fits(source, output)
+        media.check_writable(output, overwrite=job.overwrite)
+        if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
+            raise ConfigError(f"--style-blend has {len(cfg.style_blend)} weights for {len(job.styles)} style images")
+        self.ctx = ctx = _context(job, cfg, source, Summary(output=output), self.emit, stop)
+        check_frame_size(source, ctx.size, ctx.cfg)
+        check_memory(ctx.device, ctx.size, ctx.cfg)
+        if media.output_kind(output) == "video":
+            media.check_encoder(ctx.cfg.codec, ctx.cfg.crf, output)
+        work = ctx.work
+        check_disk(work.path if work else None, output, ctx.size, source.frames, ctx.cfg.passes,
+                   work.finished_count() if work else 0)
+        self.identity = _identity(ctx) if work is not None else None
+        self.created: list[Path] = []
+        self.spans: list[Any] = []
+
+    def in_shots(self, workers: int) -> bool:
+        """Whether this job runs as units: long shots are chunked (max_shot_frames), or its shots go to several
+        workers (shots: auto)."""
+        cfg = self.ctx.cfg
+        return self.ctx.work is not None and (cfg.max_shot_frames > 0 or (cfg.shots == "auto" and workers > 1))
+
+    def start(self) -> None:
+        """Every check passed: from here on, things are created."""
+        ctx, emit, work = self.ctx, self.emit, self.ctx.work
+        runtime.reset_peak_memory(ctx.device)
+        self.created = make_parent(self.output)
+        try:
+            if work is not None:
+                taken_over = work.open(self.identity, restart=self.job.restart)
+                ctx.summary.work_dir = work.path
+                if taken_over:
+                    emit(Notice(taken_over))
+            for message in prepare_notices(ctx.source, self.output, ctx.cfg):
+                ctx.summary.warnings.append(message)
+                emit(Notice(message))
+            removed = remove_dead_partials(self.output)  # after the work directory's lock: no live run of the job is left
+            if removed:
+                emit(Notice(f"removed {len(removed)} temporary file{'s' if len(removed) > 1 else ''} left by earlier "
+                            f"runs that died ({', '.join(p.name for p in removed)})"))
+        except BaseException as error:
+            self.fail(error)
+            raise
+
+    def stream(self) -> None:
+        _stream(self.ctx)
+
+    def units(self) -> list[Any]:
+        """The motion pre-pass (or the cut list an earlier run kept), then the plan: every span of the job, in
+        order (self.spans), and those still to stylise (returned)."""
+        from . import shots
+
+        ctx, work = self.ctx, self.ctx.work
+        cuts = shots.find_cuts(work, self.identity, ctx.source, ctx.size, ctx.fps, ctx.cfg, self.emit, _logged_cuts(ctx))
+        self.frames, self.spans = cuts.frames, shots.plan(cuts.cuts, cuts.frames, ctx.cfg)
+        for message in cuts.warnings:
+            ctx.summary.warnings.append(message)
+            self.emit(Notice(message))
+        todo = [span for span in self.spans if not shots.span_done(work, span, ctx.cfg.passes)]
+        self.emit(Started(cuts.frames, ctx.size, str(ctx.device), cuts.frames - sum(s.end - s.keep_from for s in todo),
+                          ctx.source, work.path))
+        ctx.summary.shots = len(cuts.cuts) + 1
+        ctx.summary.units = len(self.spans)
+        ctx.summary.prepass_seconds = cuts.seconds
+        return todo
+
+    def assemble(self, results: list[Summary]) -> None:
+        """Every unit done: their figures merged into the run's summary, the chunks' seams crossfaded, the frames
+        encoded in order (with the input's audio and frame rate)."""
+        from . import shots
+
+        ctx, work, summary = self.ctx, self.ctx.work, self.ctx.summary
+        for part in results:  # in the order of the frames
+            summary.merge(part)
+        summary.cuts = sorted(s.start for s in self.spans if s.start > 0 and s.cut)
+        summary.frames = self.frames
+        for span in self.spans:
+            if span.burn_in:
+                shots.crossfade(work, span, ctx.size)
+        _encode_saved(ctx, self.frames)
+
+    def finish(self) -> Summary:
+        ctx, work, summary = self.ctx, self.ctx.work, self.ctx.summary
+        if work is not None:
+            if self.job.keep_work:
+                work.close()
+            else:
+                work.remove()
+                summary.work_dir = None
+        summary.seconds = time.perf_counter() - self.started
+        summary.peak_memory = max(summary.peak_memory, runtime.peak_memory(ctx.device))
+        return summary
+
+    def fail(self, error: BaseException) -> None:
+        _after_failure(error, self.ctx.work, self.created, self.output)
+
+
+def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
+        stop: StopFlag | None = None, executor: Any = None) -> Summary:
+    """Stylise INPUT into OUTPUT. Raises NSTError subclasses with one-line messages. Everything that can be
+    checked is checked before anything is created, so a refused command leaves nothing behind. With an
+    `executor` (executors.py) of several workers, or long shots to chunk, the shots go to its workers as units."""
+    this = Run(job, cfg, events=events, stop=stop)
+    this.start()
     try:
-        _stream(ctx)
-    except BaseException as error:
-        _after_failure(error, work, created, output)
-        raise
-    if work is not None:
-        if job.keep_work:
-            work.close()
+        workers = executor.workers if executor is not None else 1
+        if this.in_shots(workers):
+            from .executors import Inline, run_units
+
+            spans = this.units()
+            if len(this.spans) == 1 and workers > 1:
+                this.emit(Notice("the video has no scene cut: one shot, so one device works and the others wait; "
+                                 "--max-shot-frames N splits long shots into chunks that run in parallel"))
+            this.assemble(run_units(executor or Inline(), job, this.ctx.cfg, spans, this.emit, stop))
         else:
-            work.remove()
-            summary.work_dir = None
-    summary.seconds = time.perf_counter() - started
-    summary.peak_memory = runtime.peak_memory(device)
-    return summary
+            this.stream()
+    except BaseException as error:
+        this.fail(error)
+        raise
+    return this.finish()
 
 
 @dataclass
@@ -528,7 +622,12 @@ class RunContext:
                                crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
     def record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
-               reliable: float | None, difficulty: float | None = None) -> None:
+               reliable: float | None, difficulty: float | None = None, *, burn_in: bool = False) -> None:
+        if burn_in:  # a chunk's burn-in frame: logged as such, not one of the run's frames (the previous chunk's is)
+            if self.work is not None:
+                self.work.log({"index": index, "pass": 1, "burn_in": True, "iterations": result.iterations,
+                               "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty})
+            return
         s = self.summary
         s.stylised += 1
         s.iterations.append(result.iterations)
@@ -560,8 +659,13 @@ class Shot:
     passes. A shot needs only the run's context and its own frames, so it can be stylised in another process
     (run_shot) with the same result as in the sequential run."""
 
-    def __init__(self, ctx: RunContext, start: int):
+    def __init__(self, ctx: RunContext, start: int, *, keep_from: int | None = None, end: int | None = None,
+                 cut: bool | None = None):
         self.ctx, self.start, self.end = ctx, start, start   # frames start .. end - 1 so far
+        # A chunk of a long shot (shots.Span) stylises burn-in frames start .. keep_from - 1 that are not kept.
+        self.keep_from = start if keep_from is None else keep_from
+        self.last = end                       # where the shot ends, where known (a unit); else the next logged cut
+        self.cut_start = start > 0 and cut is not False   # its first frame is a scene cut (not frame 0, not a chunk's)
         keep = max(long_term_offsets(ctx.cfg.long_term)) if ctx.cfg.flow else 1
         self.history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
         # The level the shot reached cold, per unit of difficulty: content + style of the latest cold optimisation
@@ -570,21 +674,43 @@ class Shot:
         # frame's own target is this ratio times its own input's style term.
         self.level: float | None = None
         self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
-        if ctx.work is not None and ctx.work.frame_path(start).exists():  # an earlier run began this shot
+        if ctx.work is not None and self.saved(start) is not None:  # an earlier run began this shot
             self._restore(ctx.work)
+
+    def folder(self, index: int) -> Path | None:
+        """Where frame `index` of this shot is saved: a burn-in frame in its chunk's folder, others in frames/."""
+        return self.ctx.work.chunk_folder(self.keep_from) if index < self.keep_from else None
+
+    def saved(self, index: int) -> Path | None:
+        path = (self.folder(index) or self.ctx.work.frames) / FRAME_NAME.format(index)
+        return path if path.exists() else None
+
+    def load(self, index: int) -> np.ndarray | None:
+        return self.ctx.work.load_frame(index, self.ctx.size, folder=self.folder(index))
+
+    def owns(self, record: dict[str, Any], last: int | None) -> bool:
+        """A log record of this shot's pass-1 frames (burn-in frames are logged as such: the frames of the
+        previous chunk at the same indices are not this shot's)."""
+        index = record["index"]
+        return (self.start <= index < (last if last is not None else 1 << 62)
+                and bool(record.get("burn_in")) == (index < self.keep_from))
 
     def _restore(self, work: WorkDir) -> None:
         """On a resume: the level the stopped run had reached in this shot (its last cold frame or reference,
         from the log), so the resumed frames stop exactly where an uninterrupted run's would."""
+        last = self.last
+        if last is None:
+            later = [r["index"] for r in self.ctx.earlier_log() if r.get("cut") and r["index"] > self.start]
+            last = min(later, default=None)
         for record in self.ctx.earlier_log():
-            if record.get("pass", 1) != 1 or record["index"] < self.start or not work.frame_path(record["index"]).exists():
+            if record.get("pass", 1) != 1 or not self.owns(record, last) or self.saved(record["index"]) is None:
                 continue
             if record.get("reference") or record.get("cut") or record["index"] == self.start:
                 if record.get("difficulty"):
                     self.level = quality(record["losses"]) / record["difficulty"]
                 if record.get("reference"):
                     self.ctx.summary.references[record["index"]] = record["losses"]
-        self.sweeping = work.pass_state(self.start)[0] > 1
+        self.sweeping = work.pass_state(self.keep_from)[0] > 1
 
     def add(self, index: int, frame: np.ndarray, motions: list[Motion], finished: np.ndarray | None,
             submit: Callable[..., None] = lambda fn, *args: fn(*args)) -> np.ndarray:
@@ -595,8 +721,9 @@ class Shot:
                 raise NSTError(f"frame {index} in {self.ctx.work.path} is damaged after pass 1; rerun with --restart")
             finished = self._stylise(index, frame, motions)
             if self.ctx.work is not None:
-                submit(self.ctx.work.save_frame, index, finished)
-                if self.ctx.cfg.passes > 1:  # the sweeps read the inputs back
+                folder = self.folder(index)
+                submit(self.ctx.work.save_frame, index, finished, *([folder] if folder else []))
+                if self.ctx.cfg.passes > 1 and index >= self.keep_from:  # the sweeps read the inputs back
                     submit(self.ctx.work.save_input, index, frame)
         self.history.append(finished)
         self.end = index + 1
@@ -606,8 +733,9 @@ class Shot:
         ctx, cfg = self.ctx, self.ctx.cfg
         stylist = ctx.stylist(frame)
         content = to_tensor(frame, ctx.device)
-        cut = index == self.start and index > 0
+        cut = index == self.start and self.cut_start
         cold = index == self.start or not cfg.warm_start
+        burn_in = index < self.keep_from
         started = time.perf_counter()
         if cold:
             init, temporal = stylist.cold_start(content, index), []
@@ -624,10 +752,10 @@ class Shot:
         finished, result = stylist.run(index, frame, init, plan, temporal,
                                        save_every=job.save_every if snapshot else 0, on_snapshot=snapshot)
         reliable = motions[0].reliable if motions and cfg.flow else None
-        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty)
+        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty, burn_in=burn_in)
         if cold and difficulty:
             self.level = quality(result.losses) / difficulty
-        elif cfg.reference_every and index % cfg.reference_every == 0:
+        elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
             self._reference(index, frame, content)
         return finished
 
@@ -658,19 +786,19 @@ class Shot:
         ctx, cfg, work = self.ctx, self.ctx.cfg, self.ctx.work
         if cfg.passes == 1:
             return
-        start_pass, done_in_start = work.pass_state(self.start)
+        start_pass, done_in_start = work.pass_state(self.keep_from)
         start_pass = max(start_pass, 2)
         analyser = MotionAnalyser(cfg.replace(long_term=0))
         for pass_number in range(start_pass, cfg.passes + 1):
-            forward = list(range(self.start, self.end))
+            forward = list(range(self.keep_from, self.end))
             order = forward if pass_number % 2 == 1 else forward[::-1]
             for position in range(done_in_start if pass_number == start_pass else 0, len(order)):
                 index = order[position]
                 ctx.check_stop(index)
                 neighbour = order[position - 1] if position > 0 else None
                 self._sweep_frame(index, neighbour, pass_number, analyser)
-                work.set_pass_state(self.start, pass_number, position + 1)
-            work.set_pass_state(self.start, pass_number + 1, 0)
+                work.set_pass_state(self.keep_from, pass_number, position + 1)
+            work.set_pass_state(self.keep_from, pass_number + 1, 0)
 
     def _sweep_frame(self, index: int, neighbour: int | None, pass_number: int, analyser: MotionAnalyser) -> None:
         ctx, work, size = self.ctx, self.ctx.work, self.ctx.size
@@ -781,10 +909,9 @@ def _stream(ctx: RunContext) -> None:
         wall = time.perf_counter() - loop_start
         ctx.summary.idle_fraction = min(1.0, (analysed.waited + writer.waited) / wall) if wall > 0 else 0.0
         if sink is None:
-            sink = ctx.open_sink()
-            for index in range(count):
-                sink.write(work.load_frame(index, ctx.size))
-        sink.close()
+            _encode_saved(ctx, count)
+        else:
+            sink.close()
     except BaseException:
         try:  # frames already finished are kept, whatever stopped the run
             writer.close()
@@ -797,3 +924,18 @@ def _stream(ctx: RunContext) -> None:
         analysed.close()
         decoded.close()
         reader.close()
+
+
+def _encode_saved(ctx: RunContext, count: int) -> None:
+    """Encode frames 0 .. count - 1 from the work directory, in order."""
+    sink = ctx.open_sink()
+    try:
+        for index in range(count):
+            frame = ctx.work.load_frame(index, ctx.size)
+            if frame is None:
+                raise NSTError(f"frame {index} in {ctx.work.path} is missing or damaged; rerun with --restart")
+            sink.write(frame)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()

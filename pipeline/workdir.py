@@ -5,7 +5,11 @@
     inputs/      decoded input frames at the working size (multi-pass only: later passes sweep backwards)
     passes.json  progress of passes after the first (multi-pass only)
     log.jsonl    one JSON line per finished frame: index, pass, iterations, losses, seconds
+    cuts.json    the scene cuts found by the motion pre-pass of a run in shots (see shots.py)
+    chunks/N/    burn-in frames of the chunk of a long shot whose kept frames start at N (--max-shot-frames)
     lock         held (flock) while a run uses the directory
+    shared.lock  held for a moment by whoever changes log.jsonl or passes.json: the shots of one run may be
+                 stylised by several processes at once, which append to the same log
 
 Every file is written under a temporary name, fsynced and renamed, so a kill at any moment leaves either
 the old file or the new one, never half of one. A frame file that does not decode is treated as missing.
@@ -18,8 +22,9 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -29,6 +34,7 @@ from .files import write_file, write_json
 from .media import FRAME_NAME, write_image
 
 FORMAT = 2  # 2: the progress of sweep passes is kept per shot
+CHUNKS = "chunks"
 
 
 class WorkDirError(NSTError):
@@ -133,6 +139,17 @@ class WorkDir:
         self._lock()
         return notice
 
+    def attach(self, identity: dict[str, Any]) -> None:
+        """Use a directory that the run driving this process holds open (and locked): a shot stylised in a
+        worker process or on another node. It must be the same job's."""
+        try:
+            old = json.loads((self.path / "job.json").read_text())
+        except (OSError, ValueError):
+            raise WorkDirError(f"work directory {self.path} is missing or damaged (job.json)") from None
+        if old.get("format") != FORMAT or old.get("hash") != identity_hash(identity):
+            changed = ", ".join(_differences(old.get("identity", {}), identity)) or "the job"
+            raise WorkDirError(f"work directory {self.path} holds another job (changed: {changed})")
+
     def _check_ours(self) -> None:
         if self.path.exists() and not (self.path / "job.json").exists() and any(self.path.iterdir()):
             raise WorkDirError(f"{self.path} exists and is not an nst-video work directory; give another --work-dir")
@@ -170,8 +187,14 @@ class WorkDir:
             return None
         return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
 
-    def save_frame(self, index: int, frame: np.ndarray) -> None:
-        write_image(self.frame_path(index), frame, png_compression=1, durable=True)
+    def save_frame(self, index: int, frame: np.ndarray, folder: Path | None = None) -> None:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        write_image((folder or self.frames) / FRAME_NAME.format(index), frame, png_compression=1, durable=True)
+
+    def chunk_folder(self, keep_from: int) -> Path:
+        """Where the burn-in frames of the chunk whose kept frames start at `keep_from` go."""
+        return self.path / CHUNKS / f"{keep_from:06d}"
 
     def save_input(self, index: int, frame: np.ndarray) -> None:
         self.inputs.mkdir(exist_ok=True)
@@ -203,11 +226,22 @@ class WorkDir:
         state = self._passes().get(str(shot))
         return (int(state[0]), int(state[1])) if state else (1, 0)
 
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Exclusive use of the files every shot of a run changes (log.jsonl, passes.json), for a moment."""
+        with open(self.path / "shared.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def set_pass_state(self, shot: int, pass_number: int, done: int) -> None:
-        write_json(self.path / "passes.json", {**self._passes(), str(shot): [pass_number, done]}, durable=True)
+        with self.shared():
+            write_json(self.path / "passes.json", {**self._passes(), str(shot): [pass_number, done]}, durable=True)
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.path / "log.jsonl", "a") as handle:
+        with self.shared(), open(self.path / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -227,6 +261,11 @@ class WorkDir:
     def trim_log(self, keep: int) -> None:
         """Drop the log lines of frames that will be redone (index >= keep, in any pass: the shots before
         `keep` are complete, their sweeps included)."""
-        records = [r for r in self.read_log() if r["index"] < keep]
-        write_file(self.path / "log.jsonl", "".join(json.dumps(record, sort_keys=True) + "\n"
-                                                    for record in records).encode(), durable=True)
+        self.drop_records(lambda record: record["index"] >= keep)
+
+    def drop_records(self, redone: Callable[[dict[str, Any]], bool]) -> None:
+        """Drop the log lines of frames that will be redone (those `redone` picks)."""
+        with self.shared():
+            records = [r for r in self.read_log() if not redone(r)]
+            write_file(self.path / "log.jsonl", "".join(json.dumps(record, sort_keys=True) + "\n"
+                                                        for record in records).encode(), durable=True)

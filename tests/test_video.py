@@ -317,20 +317,26 @@ def test_shots_stylised_in_fresh_processes_equal_the_sequential_run(tmp_path, we
     import subprocess
     import sys
 
+    from pipeline import video
     from pipeline.workdir import WorkDir
 
     source = _three_shots(tmp_path)
     cfg = small(weights_file, passes=2, pass_iterations=2, long_term=1)
     summary, _ = run_job(source, style_image, tmp_path / "sequential", cfg)
     assert summary.cuts == [3, 6]
-    script = ("import json, sys; from pathlib import Path; from pipeline import video; "
+    driver = video.Run(video.Job(source, (style_image,), tmp_path / "shots", tmp_path / "work"), cfg)
+    driver.start()  # holds the work directory (and its lock) as a run in shots does
+    spans = driver.units()
+    assert [(s.start, s.end) for s in spans] == [(0, 3), (3, 6), (6, 8)]
+    script = ("import json, sys; from pathlib import Path; from pipeline import video, shots; "
               "from pipeline.config import config_from_dict; a = json.loads(sys.argv[1]); "
               "video.run_shot(video.Job(Path(a['input']), (Path(a['style']),), Path(a['output']), Path(a['work'])), "
-              "config_from_dict(a['cfg']), a['start'], a['end'])")
-    for start, end in ((3, 6), (0, 3), (6, 8)):  # any order: nothing is carried from one shot to the next
+              "config_from_dict(a['cfg']), shots.Span(a['start'], a['start'], a['end']))")
+    for span in (spans[1], spans[0], spans[2]):  # any order: nothing is carried from one shot to the next
         spec = {"input": str(source), "style": str(style_image), "output": str(tmp_path / "shots"),
-                "work": str(tmp_path / "work"), "cfg": cfg.to_dict(), "start": start, "end": end}
+                "work": str(tmp_path / "work"), "cfg": cfg.to_dict(), "start": span.start, "end": span.end}
         subprocess.run([sys.executable, "-c", script, json.dumps(spec)], check=True, cwd=Path(__file__).parent.parent)
+    driver.ctx.work.close()
     work = WorkDir(tmp_path / "work")
     for index in range(8):
         assert np.array_equal(media.read_image(tmp_path / "sequential" / f"{index:06d}.png"),

@@ -1,0 +1,263 @@
+"""Where the work runs. There is one notion of a unit of work (Unit: one shot, or chunk of a shot, of a job; or
+a whole job, run with its own frame loop and encode) and three executors that take a list of units:
+
+    Inline        in this process, one after another (one device)
+    Pool          one worker process per device of this machine (--devices 0,1 or cpu,cpu), our own queue
+    RayExecutor   a Ray task per unit on a Ray cluster (ray_executor.py, `--ray`), placed and retried by Ray
+
+Each calls `execute(unit, ...)` wherever the unit lands. Units report their progress events and their result
+back to the driver, which alone encodes outputs and holds work directories open.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import NSTError, config_from_dict
+
+RETRIES = 2  # a unit whose worker process died is started again this many times (it resumes from its frames)
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: tuple[int, int]        # (job number, first kept frame): unique within a batch
+    job: Any                    # video.Job for a span; batch.BatchJob for a whole job
+    config: dict                # Config.to_dict() (device aside: the executor chooses it)
+    span: Any = None            # shots.Span, or None: the whole job (video.run in the worker)
+    frames: int = 0             # output frames it makes (progress)
+    options: dict = field(default_factory=dict)   # batch.run_one's options, for a whole job
+
+
+@dataclass
+class UnitResult:
+    key: tuple[int, int]
+    status: str                 # done, failed, stopped
+    value: Any = None           # video.Summary (a span) or batch.Outcome (a whole job)
+    message: str = ""
+    device: str = ""
+
+
+@dataclass
+class UnitEvent:
+    key: tuple[int, int]
+    device: str
+    event: Any
+
+
+@dataclass
+class UnitStarted:
+    key: tuple[int, int]
+    device: str
+
+
+@dataclass
+class WorkerExit:
+    device: str
+
+
+def node_name() -> str:
+    return socket.gethostname()
+
+
+def execute(unit: Unit, device: str, emit: Callable[[Any], None], stop: Any, node: str) -> UnitResult:
+    """Run one unit here, on `device`; every failure becomes a result with a one-line message."""
+    from . import video
+
+    cfg = config_from_dict(unit.config).replace(device=device)
+    try:
+        if unit.span is None:
+            from .batch import run_one
+
+            outcome = run_one(unit.job, cfg, unit.options, emit, stop, device)
+            return UnitResult(unit.key, "done", outcome, device=device)
+        summary = video.run_shot(unit.job, cfg, unit.span, events=emit, stop=stop, node=node)
+        return UnitResult(unit.key, "done", summary, device=device)
+    except video.Interrupted as error:
+        return UnitResult(unit.key, "stopped", message=str(error), device=device)
+    except NSTError as error:
+        return UnitResult(unit.key, "failed", message=str(error), device=device)
+    except Exception as error:  # one broken unit must not end the others
+        traceback.print_exc()
+        return UnitResult(unit.key, "failed", message=f"{type(error).__name__}: {error}", device=device)
+
+
+def cpu_threads(threads: int, devices: list[str]) -> int:
+    """Threads of each worker: as configured, or the cores shared out among the CPU workers."""
+    if threads:
+        return threads
+    cpu_workers = sum(1 for d in devices if d == "cpu") or 1
+    return max(1, (os.cpu_count() or 1) // cpu_workers)
+
+
+class Inline:
+    """Units one after another in this process, on the configured device."""
+
+    workers = 1
+    name = "this process"
+
+    def run(self, units: list[Unit], on_event: Callable[[UnitEvent], None], on_done: Callable[[UnitResult], None],
+            stop: Any) -> list[UnitResult]:
+        results = []
+        for unit in units:
+            if stop is not None and stop.signum is not None:
+                result = UnitResult(unit.key, "stopped", message="not started")
+            else:
+                device = unit.config.get("device", "auto")
+                on_event(UnitStarted(unit.key, device))
+                result = execute(unit, device, lambda e, k=unit.key: on_event(UnitEvent(k, device, e)), stop,
+                                 node_name())
+            on_done(result)
+            results.append(result)
+        return results
+
+
+def _pool_worker(slot: int, device: str, threads: int, units: "multiprocessing.Queue",
+                 messages: "multiprocessing.Queue") -> None:
+    """One process per device: takes units until the queue is empty or a stop is asked for."""
+    import torch
+
+    from . import video
+
+    torch.set_num_threads(threads)
+    stop = video.StopFlag()
+
+    def handle(signum: int, frame: Any) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.request(signum)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True, name="orphan-watch").start()
+    while stop.signum is None:
+        try:
+            unit = units.get(timeout=0.1)
+        except queue.Empty:
+            break
+        messages.put((slot, UnitStarted(unit.key, device)))
+        try:
+            result = execute(unit, device, lambda e, k=unit.key: messages.put((slot, UnitEvent(k, device, e))), stop,
+                             node_name())
+        except KeyboardInterrupt:
+            result = UnitResult(unit.key, "stopped", message="aborted", device=device)
+        messages.put((slot, result))
+    messages.put((slot, WorkerExit(device)))
+
+
+def _orphan_watch(parent: int) -> None:
+    """A worker whose driver was killed (SIGKILL, a crash) ends at once: its saved frames are complete files, and a
+    rerun's workers must not meet it in the same work directory."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+class Pool:
+    """One worker process per device of this machine, each taking units from one queue until it is empty. A
+    worker that dies (killed, out of memory) is replaced and its unit started again, up to RETRIES times:
+    the unit resumes from the frames it saved."""
+
+    name = "worker processes"
+
+    def __init__(self, devices: list[str], threads: int = 0):
+        self.devices, self.threads = devices, cpu_threads(threads, devices)
+        self.workers = len(devices)
+
+    def run(self, units: list[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
+            stop: Any) -> list[UnitResult]:
+        context = multiprocessing.get_context("spawn")
+        unit_queue, messages = context.Queue(), context.Queue()
+        for unit in units:
+            unit_queue.put(unit)
+        by_key = {unit.key: unit for unit in units}
+        stopping = lambda: stop is not None and stop.signum is not None  # noqa: E731
+
+        def start(slot: int) -> Any:
+            process = context.Process(target=_pool_worker, name=f"nst-video-{self.devices[slot]}",
+                                      args=(slot, self.devices[slot], self.threads, unit_queue, messages))
+            process.start()
+            return process
+
+        workers = {slot: start(slot) for slot in range(len(self.devices))}
+        current: dict[int, tuple[int, int] | None] = dict.fromkeys(workers)
+        active, retries, results = set(workers), {}, {}
+
+        def done(result: UnitResult) -> None:
+            results[result.key] = result
+            on_done(result)
+
+        forwarded = False
+        while active:
+            if stopping() and not forwarded:  # a SIGTERM sent to the parent alone reaches the workers
+                forwarded = True
+                for slot in active:
+                    if workers[slot].is_alive():
+                        os.kill(workers[slot].pid, stop.signum)
+            try:
+                slot, message = messages.get(timeout=0.3)
+            except queue.Empty:
+                for slot in list(active):
+                    process = workers[slot]
+                    if process.is_alive() or process.exitcode == 0:  # a clean exit's last message is on its way
+                        continue
+                    key, current[slot] = current[slot], None
+                    if key is not None and retries.get(key, 0) < RETRIES and not stopping():
+                        retries[key] = retries.get(key, 0) + 1
+                        unit_queue.put(by_key[key])
+                    elif key is not None:
+                        done(UnitResult(key, "failed", device=self.devices[slot],
+                                        message=f"the worker on {self.devices[slot]} died (exit code {process.exitcode})"))
+                    if stopping():
+                        active.discard(slot)
+                    else:
+                        workers[slot] = start(slot)
+                continue
+            if isinstance(message, UnitStarted):
+                current[slot] = message.key
+                on_event(message)
+            elif isinstance(message, UnitEvent):
+                on_event(message)
+            elif isinstance(message, UnitResult):
+                current[slot] = None
+                done(message)
+            elif isinstance(message, WorkerExit):
+                active.discard(slot)
+        for process in workers.values():
+            process.join()
+        out = []
+        for unit in units:  # units no worker reached (a stop) are reported as not started
+            if unit.key not in results:
+                done(UnitResult(unit.key, "stopped", message="not started"))
+            out.append(results[unit.key])
+        return out
+
+
+def run_units(executor: Any, job: Any, cfg: Any, spans: list[Any], emit: Callable[[Any], None],
+              stop: Any) -> list[Any]:
+    """The units of one job (video.run): each span's summary, in order; the first failure raises its message,
+    a stop raises video.Interrupted once every worker has stopped (their frames are saved)."""
+    import dataclasses
+
+    from . import video
+
+    job = dataclasses.replace(job, snapshot=None, work_dir=job.work_dir or video.default_work_dir(job.output))
+    config = cfg.to_dict()
+    units = [Unit((0, span.keep_from), job, config, span, span.end - span.keep_from) for span in spans]
+    results = executor.run(units, lambda message: emit(message.event) if isinstance(message, UnitEvent) else None,
+                           lambda result: None, stop)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise NSTError(failed[0].message + (f" (and {len(failed) - 1} more units failed)" if len(failed) > 1 else ""))
+    if any(r.status == "stopped" for r in results):
+        signum = stop.signum if stop is not None and stop.signum is not None else signal.SIGTERM
+        raise video.Interrupted(signum, f"stopped by {signal.Signals(signum).name}; the finished frames are saved in "
+                                        f"{job.work_dir}. Run the same command again to resume")
+    return [r.value for r in results]

@@ -1,0 +1,141 @@
+"""Units on a Ray cluster (`--ray [ADDRESS]`): each unit is one Ray task that asks for one GPU (or, on CPU
+clusters, for the cores of one worker), so Ray places it; a task whose worker or node dies is retried by Ray
+and resumes from the frames its work directory holds. Progress events come back through a Ray queue.
+
+Ray is an optional extra: pip install -e ".[ray]".
+"""
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Callable
+
+from .config import ConfigError, NSTError
+from .events import Notice
+from .executors import Unit, UnitEvent, UnitResult, UnitStarted, cpu_threads, execute
+
+TASK_RETRIES = 3          # Ray restarts a task whose worker process or node died this many times
+CONNECT_TIMEOUT = 10.0    # s to reach a cluster's address before giving up
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('--ray needs Ray, an optional extra: pip install "nst-video[ray]" '
+                          '(in a checkout: pip install -e ".[ray]")') from None
+    return ray
+
+
+def _reachable(address: str) -> None:
+    """A cluster address must answer within CONNECT_TIMEOUT: a clear error, not a hang."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray: {address!r} is not a cluster address (HOST:PORT, auto, or nothing for a local one)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        reason = "timed out" if isinstance(error, socket.timeout) else (error.strerror or str(error))
+        raise NSTError(f"cannot reach the Ray cluster at {address} ({reason} after at most "
+                       f"{CONNECT_TIMEOUT:.0f} s); is it running, and is the port open?") from None
+
+
+def _run_unit(unit: Unit, threads: int, events: Any) -> UnitResult:
+    """The Ray task: one unit on whatever node Ray chose."""
+    import ray
+    import torch
+
+    from . import video
+
+    context = ray.get_runtime_context()
+    node = f"{socket.gethostname()} (Ray node {context.get_node_id()[:12]})"
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    torch.set_num_threads(threads)
+
+    def emit(event: Any) -> None:
+        events.put(UnitEvent(unit.key, device, event))
+
+    events.put(UnitStarted(unit.key, device))
+    return execute(unit, device, emit, video.StopFlag(), node)
+
+
+class RayExecutor:
+    """Connects to a cluster (`auto` or an address) or starts a local Ray instance (address None)."""
+
+    name = "Ray"
+
+    def __init__(self, address: str | None, *, threads: int = 0, num_cpus: int | None = None,
+                 emit: Callable[[Any], None] = lambda event: None):
+        ray = self.ray = _import_ray()
+        if address not in (None, "auto"):
+            _reachable(address)
+        try:
+            if not ray.is_initialized():
+                context = ray.init(address=address, num_cpus=num_cpus, log_to_driver=False,
+                                   include_dashboard=None, configure_logging=False)
+                self.dashboard = getattr(context, "dashboard_url", None)
+            else:
+                self.dashboard = None
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise NSTError(f"cannot connect to the Ray cluster at {address}: {str(error).splitlines()[0]}") from None
+        resources = ray.cluster_resources()
+        self.gpus = int(resources.get("GPU", 0))
+        cpus = int(resources.get("CPU", 1))
+        # GPU units ask for one GPU each; CPU units for --threads cores (default: half this machine's, as for
+        # `--devices cpu,cpu`), and Ray runs as many at once as the cluster's cores allow
+        self.threads = threads or (1 if self.gpus else cpu_threads(0, ["cpu", "cpu"]))
+        self.workers = self.gpus or max(1, cpus // self.threads)
+        if self.dashboard:
+            emit(Notice(f"Ray dashboard: http://{self.dashboard}"))
+
+    def run(self, units: list[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
+            stop: Any) -> list[UnitResult]:
+        ray = self.ray
+        from ray.util.queue import Empty, Queue
+
+        events = Queue()
+        task = ray.remote(_run_unit).options(
+            max_retries=TASK_RETRIES, retry_exceptions=False,
+            **({"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": self.threads}))
+        pending = {task.remote(unit, self.threads, events): unit for unit in units}
+        results: dict[tuple[int, int], UnitResult] = {}
+        cancelled = False
+        try:
+            while pending:
+                if stop is not None and stop.signum is not None and not cancelled:
+                    cancelled = True  # a unit stops where it is; its saved frames are kept for the rerun
+                    for ref in pending:
+                        ray.cancel(ref)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                self._drain(events, on_event, Empty)
+                for ref in ready:
+                    unit = pending.pop(ref)
+                    result = self._result(ref, unit, cancelled)
+                    results[unit.key] = result
+                    on_done(result)
+            time.sleep(0.05)
+            self._drain(events, on_event, Empty)
+        finally:
+            ray.kill(events.actor)
+        return [results[unit.key] for unit in units]
+
+    def _result(self, ref: Any, unit: Unit, cancelled: bool) -> UnitResult:
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return UnitResult(unit.key, "stopped", message="stopped")
+        except ray.exceptions.RayError as error:
+            if cancelled:
+                return UnitResult(unit.key, "stopped", message="stopped")
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return UnitResult(unit.key, "failed", message=f"Ray gave up on the unit after {TASK_RETRIES} retries: {first}")
+
+    @staticmethod
+    def _drain(events: Any, on_event: Callable[[Any], None], empty: type) -> None:
+        while True:
+            try:
+                message = events.get_nowait()
+            except empty:
+                return
+            on_event(message)
