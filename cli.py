@@ -765,6 +765,40 @@ def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, 
     _write_json(json_file, {"rows": [r.__dict__ for r in rows], "cold": cold})
 
 
+@bench_command.command("chunks")
+@click.option("--frames", type=click.IntRange(12, 2000), default=48, show_default=True, help="Frames of the shot.")
+@click.option("--size", type=click.IntRange(32, 1024), default=96, show_default=True, help="Width of the clip, px.")
+@click.option("--max-shot-frames", "max_frames", type=click.IntRange(2, 2000), default=12, show_default=True,
+              help="Chunk length.")
+@click.option("--overlaps", default="0,4,8", show_default=True, metavar="K1,K2,..", help="Chunk overlaps to compare.")
+@click.option("--iterations", type=click.IntRange(3, 10000), default=240, show_default=True, help="Iterations of a cold frame.")
+@click.option("--frame-iterations", type=click.IntRange(1, 10000), default=60, show_default=True,
+              help="Cap of each later frame.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
+@click.option("--device", default="cpu", show_default=True, help="Device.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the table as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def bench_chunks(frames: int, size: int, max_frames: int, overlaps: str, iterations: int, frame_iterations: int,
+                 weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
+    """What --max-shot-frames costs: one long shot made in code, stylised whole and in chunks with each overlap,
+    measured by `eval` (temporal error and style term) around the seams and elsewhere."""
+    from pipeline.bench import chunks_benchmark, chunks_table
+
+    try:
+        ks = tuple(int(k) for k in overlaps.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{overlaps!r} is not a list of whole numbers", param_hint="--overlaps") from None
+    if any(k < 0 or k >= max_frames for k in ks):
+        raise click.BadParameter(f"each overlap must be from 0 to {max_frames - 1}", param_hint="--overlaps")
+    output_files({"--json": json_file})
+    rows = chunks_benchmark(frames=frames, size=size, max_frames=max_frames, overlaps=ks, iterations=iterations,
+                            frame_iterations=frame_iterations, weights=weights, device=device,
+                            progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(chunks_table(rows))
+    _write_json(json_file, [r.__dict__ for r in rows])
+
+
 def _figure_options(f: Callable) -> Callable:
     options = [
         click.option("--iterations", type=click.IntRange(1, 100000), default=300, show_default=True,

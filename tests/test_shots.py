@@ -129,6 +129,50 @@ def test_driver_killed_during_the_parallel_stage_resumes_every_shot(three_shots,
     assert info.frames == 12 and info.fps == probe.parse_fraction("24000/1001") and info.has_audio
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def test_a_worker_process_killed_mid_shot_is_replaced_and_its_shot_resumes(three_shots, sequential, tmp_path,
+                                                                          weights_file, style_image):
+    """SIGKILL to one of the two worker processes: the driver starts another, which resumes that shot from its
+    saved frames; the run ends well with the sequential run's frames."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    process = subprocess.Popen(command(three_shots, style_image, out, weights_file, "--devices", "cpu,cpu",
+                                       "--work-dir", work, *ONE_THREAD), stderr=subprocess.PIPE, text=True)
+    wait_for_frames(work, 2, process)
+    workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    _same(sequential, frames_of(out))
+
+
+def test_sigterm_stops_every_worker_and_the_rerun_finishes(three_shots, sequential, tmp_path, weights_file,
+                                                          style_image):
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = command(three_shots, style_image, out, weights_file, "--devices", "cpu,cpu", "--work-dir", work, *ONE_THREAD)
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    wait_for_frames(work, 2, process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "Run the same command again to resume" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not out.exists()
+    result = run(args)
+    assert result.returncode == 0, result.stderr
+    _same(sequential, frames_of(out))
+
+
 def test_one_shot_on_several_devices_says_what_would_help(tmp_path, weights_file, style_image, frames_dir):
     result = run(command(frames_dir, style_image, tmp_path / "out", weights_file, "--devices", "cpu,cpu",
                          "--frame-iterations", "2"))
