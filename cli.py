@@ -97,6 +97,9 @@ def _job_options(f: Callable) -> Callable:
                      help="Let an OUTPUT folder's numbered frames (000000.png, ..) be replaced though nst-video "
                           "did not write them; other files are never replaced."),
         click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Append JSON-lines events to FILE."),
+        click.option("--report", "report_file", type=click.Path(dir_okay=False), metavar="FILE.html",
+                     help="Keep a self-contained HTML page of the run's progress, frames, plots and warnings up to "
+                          "date (open it in a browser: it refreshes itself while the run lasts)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
     ]
@@ -142,6 +145,29 @@ def make_executor(devices: str | None, ray_address: str | None, cfg: Any, report
 
         return Pool(device_list, cfg.threads), cfg
     return None, cfg.replace(device=device_list[0]) if device_list else cfg
+
+
+def _check_report(path: str | None) -> None:
+    if path and Path(path).suffix.lower() not in (".html", ".htm"):
+        raise click.BadParameter(f"{path} must end in .html", param_hint="--report")
+
+
+def _report_writer(path: str | None, jobs: list[tuple[str, Path, Path, Path]]) -> Any:
+    if not path:
+        return None
+    from pipeline.report import ReportWriter
+
+    return ReportWriter(path, jobs)
+
+
+def _chain(*sinks: Any) -> Callable[[Any], None]:
+    """One event sink feeding several (the progress display, the report page)."""
+    live = [sink for sink in sinks if sink is not None]
+
+    def emit(event: Any) -> None:
+        for sink in live:
+            sink(event)
+    return emit
 
 
 def config_from_params(params: dict[str, Any]) -> Any:
@@ -454,7 +480,7 @@ def cli() -> None:
 def run_command(input_path: str, style: str, output: str, save_every: int | None, progress_dir: str | None,
                 progress_sheet: str | None, progress_anim: str | None, loss_plot: str | None, devices: str | None,
                 ray_address: str | None, work_dir: str | None, keep_work: bool, restart: bool, overwrite: bool,
-                log_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
+                log_file: str | None, report_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
     """Stylise INPUT (a video, a folder of frames or an image) with STYLE (an image, or several separated
     by commas) into OUTPUT (a video by extension, a folder, or an image).
 
@@ -481,7 +507,8 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
             raise click.BadParameter(f"{figure} must end in .png", param_hint="--progress-sheet/--loss-plot")
     reads = video.reads_of(Path(input_path), styles, cfg)
     output_files({"--log": log_file, "--progress-sheet": progress_sheet, "--progress-anim": progress_anim,
-                  "--loss-plot": loss_plot}, reads)
+                  "--loss-plot": loss_plot, "--report": report_file}, reads)
+    _check_report(report_file)
     snapshot_dir = Path(progress_dir) if progress_dir else Path(f"{output.rstrip(os.sep)}.progress")
     if save_every:
         from pipeline.files import check_folder_writable, check_not_overwriting
@@ -493,12 +520,24 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
                     save_every or 0, snapshots, keep_histories=bool(loss_plot), overwrite=overwrite)
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
+    from pipeline.workdir import default_work_dir
+
+    page = _report_writer(report_file, [(Path(input_path).name, Path(input_path), Path(output),
+                                         Path(work_dir) if work_dir else default_work_dir(output))])
     try:
         executor, cfg = make_executor(devices, ray_address, cfg, reporter)
         with _Signals(stop, reporter):
-            summary = video.run(job, cfg, events=reporter, stop=stop, executor=executor)
+            summary = video.run(job, cfg, events=_chain(reporter, page), stop=stop, executor=executor)
         reporter.record("finished", frames=summary.frames, seconds=round(summary.seconds, 2),
                         cuts=summary.cuts, output=str(summary.output))
+    except BaseException as error:
+        if page is not None:
+            state = "stopped" if isinstance(error, (video.Interrupted, Aborted, KeyboardInterrupt)) else "failed"
+            page.close({job_work: (state, str(error)) for job_work in page.jobs})
+        raise
+    else:
+        if page is not None:
+            page.close()
     finally:
         reporter.close()
     if snapshots is not None:
@@ -522,7 +561,7 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
 @handle_errors
 def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, devices: str | None, ray_address: str | None,
                   work_dir: str | None, keep_work: bool, restart: bool, overwrite: bool, log_file: str | None,
-                  quiet: bool, debug: bool, **params: Any) -> None:
+                  report_file: str | None, quiet: bool, debug: bool, **params: Any) -> None:
     """Run many jobs: a YAML file with a top-level `jobs:` list (each job: input, style, output, and any
     config key as an override), or a GLOB of inputs with --style and --out-dir. Every option of the main
     command applies to all jobs; a job's own keys win. All jobs are checked before any starts. A failed job
@@ -539,16 +578,25 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     base_config = config_from_params(params)
     jobs = batch.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config)
     device_list = batch.parse_devices(devices)
-    output_files({"--log": log_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs})
+    output_files({"--log": log_file, "--report": report_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs})
+    _check_report(report_file)
     options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart, "overwrite": overwrite}
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     started = time.perf_counter()
+    from pipeline.workdir import default_work_dir
+
+    works = {job.number: Path(work_dir) / f"job-{job.number:04d}" if work_dir else default_work_dir(job.output)
+             for job in jobs}
+    page = _report_writer(report_file, [(job.name, job.input, job.output, works[job.number]) for job in jobs])
     executor, base_config = make_executor(devices, ray_address, base_config, reporter)
     with _Signals(stop, reporter):
         outcomes = batch.run_batch(jobs, device_list, base_config, options,
-                                   BatchReporter(reporter, [job.number for job in jobs],
-                                                 executor is not None or len(device_list) > 1), stop, executor)
+                                   _chain(BatchReporter(reporter, [job.number for job in jobs],
+                                                        executor is not None or len(device_list) > 1), page),
+                                   stop, executor)
+    if page is not None:
+        page.close({works[o.job.number]: (o.status, o.message) for o in outcomes if o.status in ("failed", "stopped")})
     reporter.record("batch_finished", seconds=round(time.perf_counter() - started, 2),
                     failed=sum(o.status == "failed" for o in outcomes))
     reporter.close()
@@ -558,6 +606,55 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
         sys.exit(128 + stop.signum)
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)
+
+
+@cli.command("status")
+@click.argument("paths", metavar="WORKDIR|OUTPUT|JOBS.yaml...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the same as JSON.")
+@click.option("--work-dir", type=click.Path(file_okay=False), help="The --work-dir a batch was run with.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Also write the report page (self-contained HTML).")
+@click.option("--follow", is_flag=True, help="With --html: keep rewriting the page until no job is running.")
+@click.option("--serve", "port", type=click.IntRange(0, 65535), is_flag=False, flag_value=8765, default=None,
+              metavar="[PORT]", help="Serve the report page over HTTP (read-only) [8765], on 127.0.0.1 unless --host.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address --serve binds to.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@handle_errors
+def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, html_file: str | None, follow: bool,
+                   port: int | None, host: str, debug: bool) -> None:
+    """Where jobs stand: frames done, recent seconds per frame, ETA, state (running, finished, failed with its
+    error, stopped), scene cuts and device, read from their work directories and outputs only (while a run goes
+    on, from another shell, or after it ended). A run that was killed shows as stopped at its last frame."""
+    from pipeline import status
+
+    if html_file:
+        _check_report(html_file)
+        output_files({"--html": html_file})
+    if follow and not html_file:
+        raise click.BadParameter("needs --html FILE", param_hint="--follow")
+    jobs = status.statuses(list(paths), work_dir=work_dir)
+    click.echo(status.as_json(jobs) if as_json else status.table(jobs))
+    for job in jobs:
+        for warning in job.warnings:
+            if warning.startswith("a log ends in a damaged line"):
+                click.echo(f"warning: {job.name}: {warning}", err=True)
+    if html_file:
+        from pipeline.report import render
+        from pipeline.files import write_file
+
+        make_parent_folder = Path(html_file).parent
+        make_parent_folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            running = any(j.state == "running" for j in jobs)
+            write_file(html_file, render(jobs, live=follow and running, title="nst-video status").encode())
+            if not (follow and running):
+                break
+            time.sleep(2)
+            jobs = status.statuses(list(paths), work_dir=work_dir)
+    if port is not None:
+        from pipeline.serve import serve
+
+        serve(list(paths), work_dir, host, port, echo=lambda m: click.echo(m, err=True))
 
 
 @cli.command("eval")

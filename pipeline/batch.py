@@ -23,7 +23,7 @@ import yaml
 
 from . import media, probe
 from .config import Config, ConfigError, NSTError, coerce_values, load_yaml, yaml_error
-from .events import FrameDone, JobDone, JobProgress, JobStarted, Notice
+from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice
 from .files import FOLDER_MARKER, check_not_overwriting, foreign_files
 from .workdir import default_work_dir
 
@@ -253,7 +253,7 @@ class _Pending:
         return Outcome(job, "done", summary.frames, summary.seconds, device=device)
 
 
-def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], workers: int,
+def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], executor: Any,
              emit: Callable[[Any], None]) -> tuple[Any, list[Any]] | Outcome:
     """A job's units: its shots (the driver opens its work directory and runs the cut pre-pass), or the whole job
     (an image, or shots: off) for a worker to run from start to end."""
@@ -268,7 +268,8 @@ def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], worker
                      overwrite=options.get("overwrite", False))
     try:
         run = video.Run(spec, cfg, events=emit)
-        if not run.in_shots(workers):
+        run.where = executor.describe()
+        if not run.in_shots(executor.workers):
             return None, [executors.Unit((job.number, 0), job, base_config.to_dict(), options=options)]
         run.start()
         try:
@@ -298,8 +299,8 @@ def run_units(jobs: list[BatchJob], base_config: Config, options: dict[str, Any]
         if stop.signum is not None:
             outcomes[job.number] = Outcome(job, "stopped", message="not started")
             continue
-        prepared = _prepare(job, base_config, options, executor.workers,
-                            lambda event: events(event) if isinstance(event, Notice) else None)
+        prepared = _prepare(job, base_config, options, executor,
+                            lambda event: events(event) if isinstance(event, Notice | Finishing) else None)
         if isinstance(prepared, Outcome):
             outcomes[job.number] = prepared
             events(JobDone(prepared))
@@ -321,7 +322,8 @@ def run_units(jobs: list[BatchJob], base_config: Config, options: dict[str, Any]
         elif isinstance(message, UnitEvent) and isinstance(message.event, FrameDone):
             events(JobProgress(message.device, message.event))
         elif isinstance(message, UnitEvent) and isinstance(message.event, Notice):
-            events(message.event)
+            holder = pending.get(number)
+            (holder.run.emit if holder is not None else events)(message.event)  # kept in the job's work directory
 
     def on_done(result: Any) -> None:
         number, first = result.key

@@ -51,6 +51,13 @@ class FrameDone:
 
 
 @dataclass
+class Finishing:
+    """A job's output is complete; its work directory is about to be removed (a report reads it a last time)."""
+    work_dir: Path
+    output: Path
+
+
+@dataclass
 class Notice:
     message: str
 

@@ -103,6 +103,9 @@ class Inline:
     workers = 1
     name = "this process"
 
+    def describe(self) -> str | None:
+        return None  # the run's own device
+
     def run(self, units: list[Unit], on_event: Callable[[UnitEvent], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:
         results = []
@@ -170,6 +173,9 @@ class Pool:
     def __init__(self, devices: list[str], threads: int = 0):
         self.devices, self.threads = devices, cpu_threads(threads, devices)
         self.workers = len(devices)
+
+    def describe(self) -> str:
+        return f"{self.workers} workers: {', '.join(self.devices)}"
 
     def run(self, units: list[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:

@@ -88,6 +88,9 @@ class RayExecutor:
         if self.dashboard:
             emit(Notice(f"Ray dashboard: http://{self.dashboard}"))
 
+    def describe(self) -> str:
+        return f"Ray ({self.gpus} GPUs)" if self.gpus else f"Ray ({self.workers} CPU workers of {self.threads} threads)"
+
     def run(self, units: list[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:
         ray = self.ray

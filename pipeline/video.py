@@ -28,7 +28,7 @@ import torch
 
 from . import color, media, memory, probe, runtime
 from .config import MAX_SIZE, Config, ConfigError, NSTError
-from .events import FrameDone, Notice, Reference, Started
+from .events import Finishing, FrameDone, Notice, Reference, Started
 from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
 from .flow import Motion, MotionAnalyser, inpaint, long_term_offsets, long_term_weights, matched_fill, warp
 from .losses import TemporalTarget, build_objective
@@ -391,6 +391,7 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
     if ctx.work is None:
         raise ConfigError("a single image has no shots")
     ctx.work.attach(_identity(ctx))
+    check_memory(ctx.device, ctx.size, ctx.cfg)  # this unit's device, before any work
     runtime.reset_peak_memory(ctx.device)
     if cfg.original_colors and span.start > 0:
         ctx.first_frame = _first_frame(ctx)
@@ -447,7 +448,9 @@ class Run:
     def __init__(self, job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
                  stop: StopFlag | None = None):
         self.started = time.perf_counter()
-        self.job, self.output, self.emit = job, Path(job.output), events or (lambda event: None)
+        self.job, self.output, self.events = job, Path(job.output), events or (lambda event: None)
+        self.where: str | None = None     # where the frames are made, for `status` (the device, or the executor)
+        self.opened = False
         source = probe.inspect_input(job.input)
         if cfg.init not in ("content", "noise") and not Path(cfg.init).is_file():
             raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
@@ -469,6 +472,20 @@ class Run:
         self.created: list[Path] = []
         self.spans: list[Any] = []
 
+    def emit(self, event: Any) -> None:
+        """Every event of the run goes to the caller; warnings are also kept in the work directory."""
+        if isinstance(event, Notice) and self.opened:
+            self.ctx.work.note("warning", message=event.message)
+        self.events(event)
+
+    def _note_started(self) -> None:
+        ctx, defaults = self.ctx, Config().to_dict()
+        settings = {k: v for k, v in ctx.cfg.to_dict().items() if v != defaults[k] and k not in ("weights",)}
+        ctx.work.note("started", pid=os.getpid(), input=str(self.job.input), output=str(self.output),
+                      styles=[str(p) for p in self.job.styles], frames=ctx.source.frames,
+                      size=list(ctx.size), device=self.where or str(ctx.device), settings=settings,
+                      resumed=ctx.work.finished_count())
+
     def in_shots(self, workers: int) -> bool:
         """Whether this job runs as units: long shots are chunked (max_shot_frames), or its shots go to several
         workers (shots: auto)."""
@@ -483,7 +500,9 @@ class Run:
         try:
             if work is not None:
                 taken_over = work.open(self.identity, restart=self.job.restart)
+                self.opened = True
                 ctx.summary.work_dir = work.path
+                self._note_started()
                 if taken_over:
                     emit(Notice(taken_over))
             for message in prepare_notices(ctx.source, self.output, ctx.cfg):
@@ -537,6 +556,8 @@ class Run:
     def finish(self) -> Summary:
         ctx, work, summary = self.ctx, self.ctx.work, self.ctx.summary
         if work is not None:
+            work.note("finished", frames=summary.frames, seconds=round(time.perf_counter() - self.started, 2))
+            self.events(Finishing(work.path, self.output))  # the last look at the work directory (a report)
             if self.job.keep_work:
                 work.close()
             else:
@@ -547,6 +568,10 @@ class Run:
         return summary
 
     def fail(self, error: BaseException) -> None:
+        if self.opened and self.ctx.work.path.exists():
+            stopped = isinstance(error, (Interrupted, KeyboardInterrupt))
+            message = str(error) if isinstance(error, NSTError) else f"{type(error).__name__}: {error}".rstrip(": ")
+            self.ctx.work.note("stopped" if stopped else "failed", message=message.splitlines()[0] if message else "")
         _after_failure(error, self.ctx.work, self.created, self.output)
 
 
@@ -556,6 +581,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     checked is checked before anything is created, so a refused command leaves nothing behind. With an
     `executor` (executors.py) of several workers, or long shots to chunk, the shots go to its workers as units."""
     this = Run(job, cfg, events=events, stop=stop)
+    this.where = executor.describe() if executor is not None else None
     this.start()
     try:
         workers = executor.workers if executor is not None else 1
@@ -622,7 +648,8 @@ class RunContext:
                                crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
     def record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
-               reliable: float | None, difficulty: float | None = None, *, burn_in: bool = False) -> None:
+               reliable: float | None, difficulty: float | None = None, *, burn_in: bool = False,
+               contrast: float | None = None) -> None:
         if burn_in:  # a chunk's burn-in frame: logged as such, not one of the run's frames (the previous chunk's is)
             if self.work is not None:
                 self.work.log({"index": index, "pass": 1, "burn_in": True, "iterations": result.iterations,
@@ -647,7 +674,8 @@ class RunContext:
         if self.work is not None:
             self.work.log({"index": index, "pass": pass_number, "iterations": result.iterations,
                            "losses": result.losses, "seconds": round(seconds, 4), "cut": cut,
-                           "converged": result.converged, "reliable": reliable, "difficulty": difficulty})
+                           "converged": result.converged, "reliable": reliable, "difficulty": difficulty,
+                           "contrast": contrast, "time": round(time.time(), 3)})
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
                             pass_number=pass_number, reliable=reliable))
 
@@ -723,6 +751,8 @@ class Shot:
             if self.ctx.work is not None:
                 folder = self.folder(index)
                 submit(self.ctx.work.save_frame, index, finished, *([folder] if folder else []))
+                if folder is None:
+                    submit(self.ctx.work.save_preview, index, frame, finished)
                 if self.ctx.cfg.passes > 1 and index >= self.keep_from:  # the sweeps read the inputs back
                     submit(self.ctx.work.save_input, index, frame)
         self.history.append(finished)
@@ -752,7 +782,10 @@ class Shot:
         finished, result = stylist.run(index, frame, init, plan, temporal,
                                        save_every=job.save_every if snapshot else 0, on_snapshot=snapshot)
         reliable = motions[0].reliable if motions and cfg.flow else None
-        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty, burn_in=burn_in)
+        # the result's contrast against its input's: a collapse (a flat, washed-out frame) is flagged by the report
+        contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
+        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty, burn_in=burn_in,
+                   contrast=contrast)
         if cold and difficulty:
             self.level = quality(result.losses) / difficulty
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:

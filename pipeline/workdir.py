@@ -7,6 +7,9 @@
     log.jsonl    one JSON line per finished frame: index, pass, iterations, losses, seconds
     cuts.json    the scene cuts found by the motion pre-pass of a run in shots (see shots.py)
     chunks/N/    burn-in frames of the chunk of a long shot whose kept frames start at N (--max-shot-frames)
+    run.jsonl    one JSON line per run-level event: started (settings, paths, device), warning, finished,
+                 failed or stopped (with the one-line message), each with its time; read by `nst-video status`
+    preview/     the latest finished frame beside its input, a small JPEG (for the report page)
     lock         held (flock) while a run uses the directory
     shared.lock  held for a moment by whoever changes log.jsonl or passes.json: the shots of one run may be
                  stylised by several processes at once, which append to the same log
@@ -22,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -247,16 +251,26 @@ class WorkDir:
             os.fsync(handle.fileno())
 
     def read_log(self) -> list[dict[str, Any]]:
-        path = self.path / "log.jsonl"
-        if not path.exists():
-            return []
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # a line cut by a kill: ignore it
-                continue
-        return records
+        return read_json_lines(self.path / "log.jsonl")[0]
+
+    def note(self, event: str, **data: Any) -> None:
+        """A run-level event (started, warning, finished, failed, stopped) for `nst-video status`."""
+        with self.shared(), open(self.path / "run.jsonl", "a") as handle:
+            handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **data}, default=str) + "\n")
+
+    def save_preview(self, index: int, frame: np.ndarray, result: np.ndarray, height: int = 120) -> None:
+        """The latest finished frame's input and result side by side, a small JPEG; older previews go."""
+        folder = self.path / "preview"
+        folder.mkdir(exist_ok=True)
+        width = max(1, round(frame.shape[1] * height / frame.shape[0]))
+        pair = np.concatenate([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA),
+                               cv2.resize(result, (width, height), interpolation=cv2.INTER_AREA)], axis=1)
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            write_file(folder / f"{index:06d}.jpg", data.tobytes())
+            for old in folder.glob("*.jpg"):
+                if old.stem.isdigit() and int(old.stem) < index:
+                    old.unlink(missing_ok=True)
 
     def trim_log(self, keep: int) -> None:
         """Drop the log lines of frames that will be redone (index >= keep, in any pass: the shots before
@@ -269,3 +283,16 @@ class WorkDir:
             records = [r for r in self.read_log() if not redone(r)]
             write_file(self.path / "log.jsonl", "".join(json.dumps(record, sort_keys=True) + "\n"
                                                         for record in records).encode(), durable=True)
+
+
+def read_json_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The whole lines of a JSON-lines file, and whether a damaged line was skipped (a run killed mid-write)."""
+    if not path.exists():
+        return [], False
+    records, damaged = [], False
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line cut by a kill
+            damaged = True
+    return records, damaged
