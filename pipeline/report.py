@@ -41,7 +41,8 @@ h1{font-size:1.3em;margin:4px 0 12px}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(280px,1fr));gap:8px}
 .plots svg{width:100%;height:auto}
 .warn{color:#8a4b00;font-size:.9em}
-table{border-collapse:collapse;font-size:.85em}td{padding:1px 8px 1px 0;vertical-align:top}
+table{border-collapse:collapse;font-size:.85em}td{padding:1px 8px 1px 0;vertical-align:top;word-break:break-all}
+figure{margin:0;max-width:100%}.error,.warn li{word-break:break-word}
 .error{color:#c0392b}
 """
 
@@ -50,6 +51,8 @@ def _image_uri(path: str | Path, height: int | None = None) -> str | None:
     """A small JPEG as a data URI (a style image is scaled to `height`)."""
     import cv2
 
+    if str(path).startswith("data:"):  # read earlier, while its file existed
+        return str(path)
     path = Path(path)
     try:
         if height is None and path.suffix.lower() in (".jpg", ".jpeg"):
@@ -251,6 +254,8 @@ class ReportWriter:
         started = time.perf_counter()
         job = read_work_dir(work, self.jobs[work].name)
         job.state, job.message, job.eta_seconds = "finished", "", None
+        if job.preview:  # the work directory is about to go
+            job.preview = _image_uri(job.preview)
         self.jobs[work] = job
         if self.measure_flicker and job.input and job.done > 1:
             from .config import NSTError

@@ -1,0 +1,235 @@
+"""`nst-video status`, the report page (--report, status --html) and status --serve."""
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, batch_command, command, run, wait_for_frames
+
+
+def status(*args: object, **kwargs) -> subprocess.CompletedProcess:
+    return run([sys.executable, str(ROOT / "cli.py"), "status", *map(str, args)], **kwargs)
+
+
+def status_json(*paths: object) -> list[dict]:
+    result = status(*paths, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["jobs"]
+
+
+def _broken_folder(frames_dir: Path, folder: Path, bad: int = 4) -> Path:
+    """The clip's frames with frame `bad` cut in half (its header reads, its pixels do not): the run fails there,
+    after finishing the frames before it."""
+    shutil.copytree(frames_dir, folder)
+    damaged = folder / f"frame_{bad}.png"
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:len(data) // 2])
+    return folder
+
+
+def test_status_of_finished_failed_running_and_killed_jobs(tmp_path, frames_dir, style_image, weights_file):
+    finished = tmp_path / "finished"
+    result = run(command(frames_dir, style_image, finished, weights_file, "--keep-work", "--frame-iterations", "2"))
+    assert result.returncode == 0, result.stderr
+    failed = tmp_path / "failed"
+    result = run(command(_broken_folder(frames_dir, tmp_path / "broken"), style_image, failed, weights_file,
+                         "--frame-iterations", "2"))
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1].removeprefix("Error: ")
+
+    running = tmp_path / "running"
+    work = tmp_path / ".running.nst-work"
+    process = subprocess.Popen(command(frames_dir, style_image, running, weights_file), stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        wait_for_frames(work, 3, process)
+        live = status_json(running)[0]
+        assert live["state"] == "running" and 3 <= live["done"] < 14 and live["total"] == 14
+        assert live["eta_seconds"] is not None and live["eta_seconds"] > 0 and live["seconds_per_frame"] > 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(frames_dir, style_image, killed, weights_file), stderr=subprocess.PIPE, text=True)
+    wait_for_frames(tmp_path / ".killed.nst-work", 2, process)
+    process.kill()
+    process.wait()
+
+    jobs = {Path(j["output"]).name: j for j in status_json(finished, failed, running, killed)}
+    assert jobs["finished"]["state"] == "finished" and jobs["finished"]["done"] == 14
+    assert jobs["failed"]["state"] == "failed" and jobs["failed"]["message"] == error and jobs["failed"]["done"] == 4
+    assert jobs["running"]["state"] == "stopped" and "SIGTERM" in jobs["running"]["message"]
+    assert jobs["running"]["eta_seconds"] is None
+    assert jobs["killed"]["state"] == "stopped" and jobs["killed"]["message"].startswith("killed at frame ")
+    assert jobs["killed"]["done"] >= 2
+    table = status(finished, failed, running, killed).stdout
+    assert "failed: " + error in table and "14/14" in table
+
+
+def test_status_reads_a_truncated_log_and_refuses_what_it_cannot_read(tmp_path, frames_dir, style_image,
+                                                                    weights_file):
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert run(command(frames_dir, style_image, out, weights_file, "--keep-work", "--work-dir", work,
+                       "--frame-iterations", "2")).returncode == 0
+    with open(work / "log.jsonl", "a") as handle:
+        handle.write('{"index": 14, "pass": 1, "losses": {"con')  # a run killed mid-write
+    result = status(work, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["jobs"][0]["done"] == 14
+    assert "damaged line" in result.stderr
+    result = status(tmp_path / "nothing-here")
+    assert result.returncode == 2 and "is no work directory, output or jobs file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    job = json.loads((work / "job.json").read_text())
+    (work / "job.json").write_text(json.dumps({**job, "format": 99}))
+    result = status(work)
+    assert result.returncode == 1 and "newer nst-video" in result.stderr
+    result = status(work, "--html", tmp_path / "page.txt")
+    assert result.returncode == 2 and "must end in .html" in result.stderr
+
+
+class _Parsed(HTMLParser):
+    def __init__(self, text: str):
+        super().__init__()
+        self.open: list[str] = []
+        self.sections = 0
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.sections += 1
+
+
+def test_the_report_is_rewritten_atomically_during_a_run(tmp_path, frames_dir, style_image, weights_file):
+    """A reader polling the page while the run writes it never sees half a page; the last one stops refreshing."""
+    page = tmp_path / "report" / "page.html"
+    process = subprocess.Popen(command(frames_dir, style_image, tmp_path / "out.mp4", weights_file, "--report", page),
+                               stderr=subprocess.PIPE, text=True)
+    seen = set()
+    while process.poll() is None:
+        if page.exists():
+            text = page.read_text()
+            assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+            parsed = _Parsed(text)
+            assert parsed.sections == 1
+            seen.add(text)
+        time.sleep(0.02)
+    assert process.returncode == 0, process.stderr.read()
+    assert len(seen) >= 3  # rewritten as frames finished
+    final = page.read_text()
+    assert 'http-equiv="refresh"' not in final and 'data-state="finished"' in final
+    assert any('http-equiv="refresh"' in text for text in seen)
+
+
+def _browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright is not installed (pip install playwright); .ci/run installs it")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium); .ci/run installs it where apt works")
+    return sync_playwright, chromium
+
+
+def test_the_report_page_of_a_batch_in_a_real_browser(tmp_path, frames_dir, style_image, weights_file):
+    """A batch with a finished and a failed job, its page opened from disk in headless Chromium: it loads with no
+    console error and no request beyond the page itself, shows each job's state and frame count, its images
+    load, and it does not refresh itself once the batch has ended."""
+    sync_playwright, chromium = _browser()
+    spec = tmp_path / "jobs.yaml"
+    broken = _broken_folder(frames_dir, tmp_path / "broken")
+    spec.write_text(json.dumps({"jobs": [
+        {"input": str(frames_dir), "style": str(style_image), "output": str(tmp_path / "good.mp4")},
+        {"input": str(broken), "style": str(style_image), "output": str(tmp_path / "bad")}]}))
+    page_file = tmp_path / "batch.html"
+    result = run(batch_command(spec, weights_file, "--frame-iterations", "2", "--report", page_file))
+    assert result.returncode == 1
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 420, "height": 900})  # a phone's width
+            errors, requests = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri())
+            page.wait_for_load_state("load")
+            assert errors == [] and requests == [page_file.as_uri()]
+            states = page.eval_on_selector_all("section.job", "s => s.map(e => [e.dataset.state, e.dataset.done])")
+            assert states == [["finished", "14"], ["failed", "4"]]
+            assert "frame_4.png is not a readable image" in page.inner_text("#job-2")
+            widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+            assert len(widths) >= 4 and all(w > 0 for w in widths)
+            assert page.evaluate("document.querySelector('meta[http-equiv=refresh]') === null")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_the_page_on_localhost_only_and_nothing_else(tmp_path, frames_dir, style_image, weights_file):
+    out = tmp_path / "out"
+    assert run(command(frames_dir, style_image, out, weights_file, "--keep-work", "--frame-iterations", "2")).returncode == 0
+    (tmp_path / "secret.txt").write_text("private")
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "status", str(out), "--serve", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(process.stderr.read())
+        body = response.read().decode()
+        assert response.status == 200 and 'data-state="finished"' in body
+        for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/secret.txt", "/..%2fsecret.txt"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            assert answer.status == 404 and b"private" not in answer.read(), path
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("POST", "/", body=b"x")
+        assert connection.getresponse().status == 501
+        addresses = [a for a in _listening(port)]
+        assert addresses == ["127.0.0.1"]
+        busy = status(out, "--serve", str(port))
+        assert busy.returncode == 1 and f"port {port} is in use" in busy.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses listening on `port` (from /proc/net/tcp)."""
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if int(hex_port, 16) == port and state == "0A":
+            out.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return out
