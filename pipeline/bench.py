@@ -425,6 +425,19 @@ class DriftRow:
     per_frame: list[tuple[float, float]]   # (content, style) of every frame
 
 
+def _drift_setup(workspace: Workspace, frames: int, size: int, random_weights: bool, tutorial: bool,
+                 **settings) -> tuple[list[np.ndarray], Path, dict]:
+    """The drift clip (frames and their folder) and the settings every variant starts from."""
+    from .synthetic import TUTORIAL_OBJECTIVE, drift_clip
+
+    width, height = size, round(size * 2 / 3) // 2 * 2
+    clip = drift_clip(frames, width, height, background=_photo("tubingen.png", 11, (width * 3, height * 2)))
+    source = write_frames(clip, workspace.root / "input")
+    base = {"weights": workspace.weights, "size": size, **(MECHANICS_WEIGHTS if random_weights else {}),
+            **(TUTORIAL_OBJECTIVE if tutorial else {}), **settings}
+    return clip, source, base
+
+
 def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240, frame_iterations: int = 60,
                     every: int = 10, objective: str = "tutorial", variants: list[str] | None = None,
                     weights: str | None = None, device: str = "cpu", seed: int = 0, overrides: dict | None = None,
@@ -435,17 +448,11 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
     `objective`: "tutorial" (the PyTorch tutorial's, which keeps content on random weights) or "default"
     (the product's layers and pooling, with random-weight loss weights unless `weights` is given). `cold`:
     references measured earlier with the same arguments (they do not depend on the variant)."""
-    from .synthetic import TUTORIAL_OBJECTIVE, drift_clip
-
     workspace = Workspace.create(weights, seed)
     try:
-        width, height = size, round(size * 2 / 3) // 2 * 2
-        clip = drift_clip(frames, width, height, background=_photo("tubingen.png", 11, (width * 3, height * 2)))
-        source = write_frames(clip, workspace.root / "input")
-        base = {"weights": workspace.weights, "size": size, "iterations": iterations,
-                "frame_iterations": frame_iterations, "device": device, "seed": seed,
-                **(MECHANICS_WEIGHTS if weights is None else {}),
-                **(TUTORIAL_OBJECTIVE if objective == "tutorial" else {}), **(overrides or {})}
+        clip, source, base = _drift_setup(workspace, frames, size, weights is None, objective == "tutorial",
+                                          iterations=iterations, frame_iterations=frame_iterations, device=device,
+                                          seed=seed, **(overrides or {}))
         sampled = list(range(0, frames, every))
         if cold is None:
             progress(f"cold references: frames {', '.join(map(str, sampled[:3]))}.. ({iterations} iterations each)")
@@ -525,16 +532,11 @@ def chunks_benchmark(*, frames: int = 48, size: int = 96, max_frames: int = 12, 
     around the seams, the frames from (largest overlap) before each seam to the seam, against the rest."""
     from . import shots
     from .evaluate import evaluate_clips
-    from .synthetic import TUTORIAL_OBJECTIVE, drift_clip
 
     workspace = Workspace.create(weights, seed)
     try:
-        width, height = size, round(size * 2 / 3) // 2 * 2
-        clip = drift_clip(frames, width, height, background=_photo("tubingen.png", 11, (width * 3, height * 2)))
-        source = write_frames(clip, workspace.root / "input")
-        base = {"weights": workspace.weights, "size": size, "iterations": iterations,
-                "frame_iterations": frame_iterations, "device": device, "seed": seed,
-                **(MECHANICS_WEIGHTS if weights is None else {}), **TUTORIAL_OBJECTIVE}
+        _, source, base = _drift_setup(workspace, frames, size, weights is None, True, iterations=iterations,
+                                       frame_iterations=frame_iterations, device=device, seed=seed)
         widest = max(overlaps, default=0)
         seams = shots.seam_frames(shots.plan([], frames, Config(max_shot_frames=max_frames, chunk_overlap=0)))
         near = {i for seam in seams for i in range(max(1, seam - widest), seam + 1)}

@@ -180,7 +180,7 @@ def _job_html(job: JobStatus, key: str, flicker: list[tuple[int, float]] | None)
     if job.preview:
         uri = _image_uri(job.preview)
         if uri:
-            images.append(f'<figure><img src="{uri}" alt="input and result of frame {job.last_frame}">'
+            images.append(f'<figure><img src="{uri}" alt="input and result of the latest frame">'
                           f'<figcaption class="facts">latest frame: input | result</figcaption></figure>')
     for number, style in enumerate(job.styles, 1):
         uri = _image_uri(style, 120)
@@ -225,27 +225,43 @@ def render(jobs: list[JobStatus], *, live: bool, title: str = "nst-video",
 
 class ReportWriter:
     """Keeps FILE.html up to date during a run or batch: an event sink (chain it with the progress display).
-    It rewrites the page atomically at most every `every` seconds as frames finish, reads each job's work
-    directory a last time before it is removed (and measures its flicker with `eval`), and writes the final
-    page, which no longer refreshes, when close() is called."""
+    Events only mark the page stale; a background thread rewrites it atomically at most every `every` seconds,
+    so the frame loop never waits for a plot. Before a job's work directory is removed the page reads it a
+    last time (and measures the job's flicker with `eval`); close() writes the final page, which no longer
+    refreshes."""
 
     def __init__(self, path: str | Path, jobs: list[tuple[str, Path, Path, Path]], *, every: float = 2.0,
                  flicker: bool = True):
+        import threading
+
         self.path, self.every, self.measure_flicker = Path(path), every, flicker
         self.jobs = {work: JobStatus(name, str(work), str(output), str(source)) for name, source, output, work in jobs}
         self.flicker: dict[str, list[tuple[int, float]]] = {}
-        self.last = 0.0
         self.seconds = 0.0    # time spent writing the page (its cost, reported in README)
         self.writes = 0
+        self.lock = threading.Lock()
+        self.stale = threading.Event()
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="report", daemon=True)
+        self.thread.start()
 
     def __call__(self, event: Any) -> None:
-        from .events import Finishing, FrameDone, JobDone, JobProgress
+        from .events import Finishing, FrameDone, JobDone, JobProgress, Started
 
         if isinstance(event, Finishing):
-            self._finishing(event)
-            self.write(live=True)
-        elif isinstance(event, (FrameDone, JobProgress, JobDone)) and time.perf_counter() - self.last >= self.every:
-            self.write(live=True)
+            with self.lock:
+                self._finishing(event)
+            self.stale.set()
+        elif isinstance(event, (FrameDone, JobProgress, JobDone, Started)):
+            self.stale.set()
+
+    def _loop(self) -> None:
+        while not self.closing.is_set():
+            if self.stale.wait(timeout=0.5) and not self.closing.is_set():
+                self.stale.clear()
+                with self.lock:
+                    self.write(live=True)
+                self.closing.wait(self.every)
 
     def _finishing(self, event: Any) -> None:
         work = Path(event.work_dir)
@@ -278,7 +294,7 @@ class ReportWriter:
                 continue
             try:
                 self.jobs[work] = read_work_dir(work, old.name)
-            except NSTError:
+            except (NSTError, OSError, ValueError):  # a directory going away under us: keep what we had
                 continue
         return list(self.jobs.values())
 
@@ -293,13 +309,14 @@ class ReportWriter:
                       title=f"nst-video: {len(jobs)} job{'s' if len(jobs) != 1 else ''}", flicker=self.flicker)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_file(self.path, page.encode())
-        self.last = time.perf_counter()
-        self.seconds += self.last - started
+        self.seconds += time.perf_counter() - started
         self.writes += 1
 
     def close(self, outcomes: dict[Path, tuple[str, str]] | None = None) -> None:
         """The final page; `outcomes`: work directory -> (state, message) of jobs that ended without a work
         directory to read (a failure before their first frame)."""
+        self.closing.set()
+        self.thread.join()
         for work, (state, message) in (outcomes or {}).items():
             job = self.jobs.get(work)
             if job is not None and job.state != "finished":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, NSTError
-from .workdir import FORMAT, default_work_dir, read_json_lines
+from .workdir import FORMAT, default_work_dir, previews, read_json_lines
 
 RECENT = 10  # frames over which the recent speed is measured
 
@@ -118,8 +118,8 @@ def read_work_dir(work: Path, name: str | None = None, output: Path | None = Non
     status.seconds_per_frame = _speed(status.frames)
     if status.state == "running" and status.total and status.seconds_per_frame:
         status.eta_seconds = max(0, status.total - status.done) * status.seconds_per_frame
-    previews = sorted((work / "preview").glob("*.jpg")) if (work / "preview").is_dir() else []
-    status.preview = str(previews[-1]) if previews else None
+    latest = previews(work)
+    status.preview = str(latest[-1]) if latest else None
     return status
 
 

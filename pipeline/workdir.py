@@ -259,7 +259,8 @@ class WorkDir:
             handle.write(json.dumps({"event": event, "time": round(time.time(), 3), **data}, default=str) + "\n")
 
     def save_preview(self, index: int, frame: np.ndarray, result: np.ndarray, height: int = 120) -> None:
-        """The latest finished frame's input and result side by side, a small JPEG; older previews go."""
+        """The latest finished frame's input and result side by side, a small JPEG named by its index (shots in
+        parallel finish frames out of order: the latest is the newest file); older previews go."""
         folder = self.path / "preview"
         folder.mkdir(exist_ok=True)
         width = max(1, round(frame.shape[1] * height / frame.shape[0]))
@@ -268,9 +269,8 @@ class WorkDir:
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(pair, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
             write_file(folder / f"{index:06d}.jpg", data.tobytes())
-            for old in folder.glob("*.jpg"):
-                if old.stem.isdigit() and int(old.stem) < index:
-                    old.unlink(missing_ok=True)
+            for old in previews(self.path)[:-2]:  # the one before stays: a reader may have just picked it
+                old.unlink(missing_ok=True)
 
     def trim_log(self, keep: int) -> None:
         """Drop the log lines of frames that will be redone (index >= keep, in any pass: the shots before
@@ -296,3 +296,14 @@ def read_json_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
         except ValueError:  # a line cut by a kill
             damaged = True
     return records, damaged
+
+
+def previews(work: Path) -> list[Path]:
+    """The preview JPEGs of a work directory, oldest first."""
+    def age(path: Path) -> int:
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return 0
+    folder = Path(work) / "preview"
+    return sorted(folder.glob("*.jpg"), key=age) if folder.is_dir() else []

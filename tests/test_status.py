@@ -37,10 +37,16 @@ def _broken_folder(frames_dir: Path, folder: Path, bad: int = 4) -> Path:
     return folder
 
 
-def test_status_of_finished_failed_running_and_killed_jobs(tmp_path, frames_dir, style_image, weights_file):
-    finished = tmp_path / "finished"
-    result = run(command(frames_dir, style_image, finished, weights_file, "--keep-work", "--frame-iterations", "2"))
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, frames_dir, style_image, weights_file) -> Path:
+    """A finished job whose work directory was kept (--keep-work)."""
+    out = tmp_path_factory.mktemp("finished") / "finished"
+    result = run(command(frames_dir, style_image, out, weights_file, "--keep-work", "--frame-iterations", "2"))
     assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_status_of_finished_failed_running_and_killed_jobs(tmp_path, frames_dir, style_image, weights_file, finished):
     failed = tmp_path / "failed"
     result = run(command(_broken_folder(frames_dir, tmp_path / "broken"), style_image, failed, weights_file,
                          "--frame-iterations", "2"))
@@ -78,11 +84,9 @@ def test_status_of_finished_failed_running_and_killed_jobs(tmp_path, frames_dir,
     assert "failed: " + error in table and "14/14" in table
 
 
-def test_status_reads_a_truncated_log_and_refuses_what_it_cannot_read(tmp_path, frames_dir, style_image,
-                                                                    weights_file):
-    out, work = tmp_path / "out", tmp_path / "work"
-    assert run(command(frames_dir, style_image, out, weights_file, "--keep-work", "--work-dir", work,
-                       "--frame-iterations", "2")).returncode == 0
+def test_status_reads_a_truncated_log_and_refuses_what_it_cannot_read(tmp_path, finished):
+    work = tmp_path / "work"
+    shutil.copytree(finished.parent / ".finished.nst-work", work)
     with open(work / "log.jsonl", "a") as handle:
         handle.write('{"index": 14, "pass": 1, "losses": {"con')  # a run killed mid-write
     result = status(work, "--json")
@@ -186,10 +190,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_answers_the_page_on_localhost_only_and_nothing_else(tmp_path, frames_dir, style_image, weights_file):
-    out = tmp_path / "out"
-    assert run(command(frames_dir, style_image, out, weights_file, "--keep-work", "--frame-iterations", "2")).returncode == 0
-    (tmp_path / "secret.txt").write_text("private")
+def test_serve_answers_the_page_on_localhost_only_and_nothing_else(tmp_path, finished):
+    out = finished
+    (finished.parent / "secret.txt").write_text("private")
     port = _free_port()
     process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "status", str(out), "--serve", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
