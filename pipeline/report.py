@@ -91,7 +91,21 @@ def _svg(draw: Any, title: str, salt: str) -> str:
     return text[text.index("<svg"):]
 
 
+_PLOTS: dict[tuple, list[str]] = {}   # a job's plots while its data has not changed (finished jobs in a batch)
+
+
 def _plots(job: JobStatus, key: str, flicker: list[tuple[int, float]] | None) -> list[str]:
+    frames = job.frames
+    cache_key = (key, job.work_dir, len(frames), len(job.references), frames[-1].get("time") if frames else None,
+                 len(flicker or []))
+    if cache_key not in _PLOTS:
+        if len(_PLOTS) > 256:
+            _PLOTS.clear()
+        _PLOTS[cache_key] = _draw_plots(job, key, flicker)
+    return _PLOTS[cache_key]
+
+
+def _draw_plots(job: JobStatus, key: str, flicker: list[tuple[int, float]] | None) -> list[str]:
     frames = job.frames
     if not frames:
         return []
@@ -225,12 +239,12 @@ def render(jobs: list[JobStatus], *, live: bool, title: str = "nst-video",
 
 class ReportWriter:
     """Keeps FILE.html up to date during a run or batch: an event sink (chain it with the progress display).
-    Events only mark the page stale; a background thread rewrites it atomically at most every `every` seconds,
-    so the frame loop never waits for a plot. Before a job's work directory is removed the page reads it a
+    Events only mark the page stale; a background thread rewrites it atomically at most every `every` seconds
+    (as often as the browser reloads it), so the frame loop never waits for a plot. Before a job's work directory is removed the page reads it a
     last time (and measures the job's flicker with `eval`); close() writes the final page, which no longer
     refreshes."""
 
-    def __init__(self, path: str | Path, jobs: list[tuple[str, Path, Path, Path]], *, every: float = 2.0,
+    def __init__(self, path: str | Path, jobs: list[tuple[str, Path, Path, Path]], *, every: float = REFRESH_SECONDS,
                  flicker: bool = True):
         import threading
 

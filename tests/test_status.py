@@ -130,7 +130,7 @@ def test_the_report_is_rewritten_atomically_during_a_run(tmp_path, frames_dir, s
             seen.add(text)
         time.sleep(0.02)
     assert process.returncode == 0, process.stderr.read()
-    assert len(seen) >= 3  # rewritten as frames finished
+    assert len(seen) >= 2  # rewritten as frames finished (and once more at the end)
     final = page.read_text()
     assert 'http-equiv="refresh"' not in final and 'data-state="finished"' in final
     assert any('http-equiv="refresh"' in text for text in seen)
