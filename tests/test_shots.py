@@ -22,7 +22,7 @@ from pipeline.workdir import WorkDir
 from .conftest import command, ffmpeg, frames_of, run, wait_for_frames
 
 CUTS = [4, 8]
-ONE_THREAD = ["--threads", "1"]  # CPU bits depend on the thread count: every run here uses one per worker
+ONE_THREAD = ["--threads", "1", "--iterations", "6", "--frame-iterations", "3"]  # CPU bits depend on the thread count
 
 
 def _three_shot_video(folder: Path) -> Path:
@@ -175,7 +175,7 @@ def test_sigterm_stops_every_worker_and_the_rerun_finishes(three_shots, sequenti
 
 def test_one_shot_on_several_devices_says_what_would_help(tmp_path, weights_file, style_image, frames_dir):
     result = run(command(frames_dir, style_image, tmp_path / "out", weights_file, "--devices", "cpu,cpu",
-                         "--frame-iterations", "2"))
+                         "--iterations", "4", "--frame-iterations", "2"))
     assert result.returncode == 0, result.stderr
     assert "no scene cut" in result.stderr and "--max-shot-frames" in result.stderr
 
@@ -283,7 +283,7 @@ def test_a_ray_worker_killed_mid_shot_is_retried_and_resumes(local_ray, three_sh
     import torch
 
     work = tmp_path / "work"
-    cfg = load_config("default", weights=str(weights_file), size=64, iterations=10, frame_iterations=6, device="cpu",
+    cfg = load_config("default", weights=str(weights_file), size=64, iterations=6, frame_iterations=3, device="cpu",
                       seed=5, content_weight=1, style_weight=1e5, tv_weight=1, temporal_weight=4e3, threads=1)
     killed = []
 
