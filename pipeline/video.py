@@ -531,8 +531,8 @@ class Run:
             ctx.summary.warnings.append(message)
             self.emit(Notice(message))
         todo = [span for span in self.spans if not shots.span_done(work, span, ctx.cfg.passes)]
-        self.emit(Started(cuts.frames, ctx.size, str(ctx.device), cuts.frames - sum(s.end - s.keep_from for s in todo),
-                          ctx.source, work.path))
+        ctx.summary.resumed = cuts.frames - sum(s.end - s.keep_from for s in todo)  # whole units an earlier run did
+        self.emit(Started(cuts.frames, ctx.size, str(ctx.device), ctx.summary.resumed, ctx.source, work.path))
         ctx.summary.shots = len(cuts.cuts) + 1
         ctx.summary.units = len(self.spans)
         ctx.summary.prepass_seconds = cuts.seconds
