@@ -273,7 +273,7 @@ def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], execut
             return None, [executors.Unit((job.number, 0), job, base_config.to_dict(), options=options)]
         run.start()
         try:
-            spans = run.units()
+            spans = list(run.units())  # the job's pre-pass, before its shots are handed out
         except BaseException as error:
             run.fail(error)
             raise

@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .config import NSTError, config_from_dict
 
@@ -89,6 +89,39 @@ def execute(unit: Unit, device: str, emit: Callable[[Any], None], stop: Any, nod
         return UnitResult(unit.key, "failed", message=f"{type(error).__name__}: {error}", device=device)
 
 
+class Feeder:
+    """Takes units from an iterable (a pre-pass still finding shots) in a thread and hands each to `put` as it
+    comes, so workers start on the first shots while the rest of the input is analysed. `order`: the units
+    in the order they came; an error of the iterable is kept in `error` (raised by the executor once its
+    workers have stopped)."""
+
+    def __init__(self, units: Iterable[Unit], put: Callable[[Unit], None], stop: Any):
+        self.order: list[Unit] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(units, put, stop), name="units", daemon=True)
+        self.thread.start()
+
+    def _run(self, units: Iterable[Unit], put: Callable[[Unit], None], stop: Any) -> None:
+        try:
+            for unit in units:
+                self.order.append(unit)
+                put(unit)
+                if stop is not None and stop.signum is not None:
+                    break
+        except BaseException as error:  # noqa: BLE001 (handed to the driver)
+            self.error = error
+        finally:
+            self.done.set()
+
+    def finish(self, *, wait: bool = True) -> None:
+        """After the workers ended: the iterable's error, if any. A stopped run does not wait for the pre-pass."""
+        if wait:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def cpu_threads(threads: int, devices: list[str]) -> int:
     """Threads of each worker: as configured, or the cores shared out among the CPU workers."""
     if threads:
@@ -106,7 +139,7 @@ class Inline:
     def describe(self) -> str | None:
         return None  # the run's own device
 
-    def run(self, units: list[Unit], on_event: Callable[[UnitEvent], None], on_done: Callable[[UnitResult], None],
+    def run(self, units: Iterable[Unit], on_event: Callable[[UnitEvent], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:
         results = []
         for unit in units:
@@ -123,8 +156,9 @@ class Inline:
 
 
 def _pool_worker(slot: int, device: str, threads: int, units: "multiprocessing.Queue",
-                 messages: "multiprocessing.Queue") -> None:
-    """One process per device: takes units until the queue is empty or a stop is asked for."""
+                 messages: "multiprocessing.Queue", fed: Any) -> None:
+    """One process per device: takes units until every unit was handed out (`fed`) and the queue is empty, or a
+    stop is asked for."""
     import torch
 
     from . import video
@@ -142,9 +176,14 @@ def _pool_worker(slot: int, device: str, threads: int, units: "multiprocessing.Q
     threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True, name="orphan-watch").start()
     while stop.signum is None:
         try:
-            unit = units.get(timeout=0.1)
+            unit = units.get(timeout=0.2)
         except queue.Empty:
-            break
+            if not fed.is_set():
+                continue  # the pre-pass is still finding shots
+            try:
+                unit = units.get(timeout=1.0)  # a unit put just before `fed` was set
+            except queue.Empty:
+                break
         messages.put((slot, UnitStarted(unit.key, device)))
         try:
             result = execute(unit, device, lambda e, k=unit.key: messages.put((slot, UnitEvent(k, device, e))), stop,
@@ -177,20 +216,25 @@ class Pool:
     def describe(self) -> str:
         return f"{self.workers} workers: {', '.join(self.devices)}"
 
-    def run(self, units: list[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
+    def run(self, units: Iterable[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:
         context = multiprocessing.get_context("spawn")
-        unit_queue, messages = context.Queue(), context.Queue()
-        for unit in units:
-            unit_queue.put(unit)
-        by_key = {unit.key: unit for unit in units}
+        unit_queue, messages, fed = context.Queue(), context.Queue(), context.Event()
+        by_key: dict[tuple[int, int], Unit] = {}
         stopping = lambda: stop is not None and stop.signum is not None  # noqa: E731
+
+        def put(unit: Unit) -> None:
+            by_key[unit.key] = unit
+            unit_queue.put(unit)
 
         def start(slot: int) -> Any:
             process = context.Process(target=_pool_worker, name=f"nst-video-{self.devices[slot]}",
-                                      args=(slot, self.devices[slot], self.threads, unit_queue, messages))
+                                      args=(slot, self.devices[slot], self.threads, unit_queue, messages, fed))
             process.start()
             return process
+
+        feeder = Feeder(units, put, stop)
+        threading.Thread(target=lambda: (feeder.done.wait(), fed.set()), daemon=True, name="fed").start()
 
         workers = {slot: start(slot) for slot in range(len(self.devices))}
         current: dict[int, tuple[int, int] | None] = dict.fromkeys(workers)
@@ -238,15 +282,16 @@ class Pool:
                 active.discard(slot)
         for process in workers.values():
             process.join()
+        feeder.finish(wait=not stopping())
         out = []
-        for unit in units:  # units no worker reached (a stop) are reported as not started
+        for unit in feeder.order:  # units no worker reached (a stop) are reported as not started
             if unit.key not in results:
                 done(UnitResult(unit.key, "stopped", message="not started"))
             out.append(results[unit.key])
         return out
 
 
-def run_units(executor: Any, job: Any, cfg: Any, spans: list[Any], emit: Callable[[Any], None],
+def run_units(executor: Any, job: Any, cfg: Any, spans: Iterable[Any], emit: Callable[[Any], None],
               stop: Any) -> list[Any]:
     """The units of one job (video.run): each span's summary, in order; the first failure raises its message,
     a stop raises video.Interrupted once every worker has stopped (their frames are saved)."""
@@ -256,7 +301,7 @@ def run_units(executor: Any, job: Any, cfg: Any, spans: list[Any], emit: Callabl
 
     job = dataclasses.replace(job, snapshot=None, work_dir=job.work_dir or video.default_work_dir(job.output))
     config = cfg.to_dict()
-    units = [Unit((0, span.keep_from), job, config, span, span.end - span.keep_from) for span in spans]
+    units = (Unit((0, span.keep_from), job, config, span, span.end - span.keep_from) for span in spans)
     results = executor.run(units, lambda message: emit(message.event) if isinstance(message, UnitEvent) else None,
                            lambda result: None, stop)
     failed = [r for r in results if r.status == "failed"]

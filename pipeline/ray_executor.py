@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .config import ConfigError, NSTError
 from .events import Notice
-from .executors import Unit, UnitEvent, UnitResult, UnitStarted, cpu_threads, execute
+from .executors import Feeder, Unit, UnitEvent, UnitResult, UnitStarted, cpu_threads, execute
 
 TASK_RETRIES = 3          # Ray restarts a task whose worker process or node died this many times
 CONNECT_TIMEOUT = 10.0    # s to reach a cluster's address before giving up
@@ -91,8 +91,10 @@ class RayExecutor:
     def describe(self) -> str:
         return f"Ray ({self.gpus} GPUs)" if self.gpus else f"Ray ({self.workers} CPU workers of {self.threads} threads)"
 
-    def run(self, units: list[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
+    def run(self, units: Iterable[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:
+        import queue
+
         ray = self.ray
         from ray.util.queue import Empty, Queue
 
@@ -100,15 +102,29 @@ class RayExecutor:
         task = ray.remote(_run_unit).options(
             max_retries=TASK_RETRIES, retry_exceptions=False,
             **({"num_gpus": 1, "num_cpus": 1} if self.gpus else {"num_cpus": self.threads}))
-        pending = {task.remote(unit, self.threads, events): unit for unit in units}
+        arrived: queue.Queue = queue.Queue()
+        feeder = Feeder(units, arrived.put, stop)   # units come as the pre-pass finds shots
+        pending: dict[Any, Unit] = {}
         results: dict[tuple[int, int], UnitResult] = {}
         cancelled = False
         try:
-            while pending:
+            while pending or not feeder.done.is_set() or not arrived.empty():
+                while not arrived.empty():
+                    unit = arrived.get()
+                    if cancelled:
+                        results[unit.key] = UnitResult(unit.key, "stopped", message="not started")
+                        on_done(results[unit.key])
+                    else:
+                        pending[task.remote(unit, self.threads, events)] = unit
                 if stop is not None and stop.signum is not None and not cancelled:
                     cancelled = True  # a unit stops where it is; its saved frames are kept for the rerun
                     for ref in pending:
                         ray.cancel(ref)
+                if not pending:
+                    if cancelled:
+                        break  # the pre-pass may still be looking for the next shot: not waited for
+                    feeder.done.wait(0.2)
+                    continue
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
                 self._drain(events, on_event, Empty)
                 for ref in ready:
@@ -120,7 +136,8 @@ class RayExecutor:
             self._drain(events, on_event, Empty)
         finally:
             ray.kill(events.actor)
-        return [results[unit.key] for unit in units]
+        feeder.finish(wait=not cancelled)
+        return [results[unit.key] for unit in feeder.order if unit.key in results]
 
     def _result(self, ref: Any, unit: Unit, cancelled: bool) -> UnitResult:
         ray = self.ray

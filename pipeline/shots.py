@@ -4,7 +4,8 @@ long shot) and the crossfade at the seams between chunks.
 Nothing crosses a scene cut in the frame loop (each shot starts cold), so the shots of a video can be
 stylised in any order, on any device, and give the frames the sequential loop gives. The pre-pass runs the
 loop's own cut test (MotionAnalyser at the run's settings, offset 1) over the input without optimising
-anything, and keeps the list in the work directory, so a resumed run does not redo it.
+anything; each shot goes to a worker as soon as its end is found, and the list is kept in the work
+directory, so a resumed run does not redo it.
 
 A shot longer than `max_shot_frames` is cut into chunks. Each chunk after the first starts cold
 `chunk_overlap` frames before its first kept frame; those burn-in frames go to the work directory's
@@ -18,7 +19,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -50,66 +51,84 @@ class Span:
         return self.keep_from - self.start
 
 
-@dataclass
-class CutList:
-    cuts: list[int]
-    frames: int
-    warnings: list[str]
-    seconds: float = 0.0
-    cached: bool = False
+class CutScan:
+    """The scene cuts of the input at the run's settings, as an iterator of shots (start, end) handed out as soon
+    as each one's end is known, so its frames can be stylised while the pre-pass goes on. Taken from the work
+    directory when an earlier run of the job found them (and they agree with the cuts its finished frames were
+    stylised with), else found by the pre-pass and kept there at its end. After the iteration: `cuts`, `frames`,
+    `warnings`, `seconds` (0 when kept) and `cached`."""
 
+    def __init__(self, work: WorkDir, identity: dict[str, Any], source: MediaInfo, size: tuple[int, int],
+                 fps: Fraction, cfg: Config, emit: Callable[[Any], None], logged_cuts: set[int]):
+        self.work, self.identity, self.source, self.size, self.fps, self.cfg = work, identity, source, size, fps, cfg
+        self.cuts: list[int] = []
+        self.frames = 0
+        self.warnings: list[str] = []
+        self.seconds = 0.0
+        self.cached = self._kept(emit, logged_cuts)
 
-def find_cuts(work: WorkDir, identity: dict[str, Any], source: MediaInfo, size: tuple[int, int], fps: Fraction,
-              cfg: Config, emit: Callable[[Any], None], logged_cuts: set[int]) -> CutList:
-    """The scene cuts of the input at the run's settings, from the work directory when an earlier run of the same
-    job found them (and they agree with the cuts its finished frames were stylised with), else by a pre-pass."""
-    import time
-
-    path = work.path / CUTS_FILE
-    if path.exists():
+    def _kept(self, emit: Callable[[Any], None], logged_cuts: set[int]) -> bool:
+        path = self.work.path / CUTS_FILE
+        if not path.exists():
+            return False
         try:
             kept = json.loads(path.read_text())
             cuts, frames = [int(c) for c in kept["cuts"]], int(kept["frames"])
-            valid = (kept.get("job") == identity_hash(identity) and cuts == sorted(set(cuts))
+            valid = (kept.get("job") == identity_hash(self.identity) and cuts == sorted(set(cuts))
                      and all(0 < c < frames for c in cuts) and logged_cuts <= set(cuts))
         except (OSError, ValueError, KeyError, TypeError):
             valid = False
         if valid:
-            return CutList(cuts, frames, list(kept.get("warnings", [])), cached=True)
-        emit(Notice(f"the shot list in {work.path} does not match the input; the scene cuts are found again"))
-    started = time.perf_counter()
-    reader = media.FrameReader(source, size, fps)
-    analyser = MotionAnalyser(cfg.replace(long_term=0))  # offset 1 only: the loop's cut test
-    cuts, frames = [], 0
-    try:
-        for index, frame in enumerate(reader):
-            motions = analyser(frame)
-            if motions and motions[0].cut:
-                cuts.append(index)
-            frames = index + 1
-    finally:
-        reader.close()
-    write_json(path, {"job": identity_hash(identity), "frames": frames, "cuts": cuts, "warnings": reader.warnings},
-               durable=True)
-    return CutList(cuts, frames, list(reader.warnings), time.perf_counter() - started)
+            self.cuts, self.frames, self.warnings = cuts, frames, list(kept.get("warnings", []))
+            return True
+        emit(Notice(f"the shot list in {self.work.path} does not match the input; the scene cuts are found again"))
+        return False
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.cached:
+            bounds = [0, *self.cuts, self.frames]
+            yield from zip(bounds, bounds[1:])
+            return
+        import time
+
+        started = time.perf_counter()
+        reader = media.FrameReader(self.source, self.size, self.fps)
+        analyser = MotionAnalyser(self.cfg.replace(long_term=0))  # offset 1 only: the loop's cut test
+        start = 0
+        try:
+            for index, frame in enumerate(reader):
+                motions = analyser(frame)
+                if motions and motions[0].cut:
+                    self.cuts.append(index)
+                    self.seconds += time.perf_counter() - started
+                    yield start, index
+                    started, start = time.perf_counter(), index
+                self.frames = index + 1
+        finally:
+            reader.close()
+        self.warnings = list(reader.warnings)
+        self.seconds += time.perf_counter() - started
+        write_json(self.work.path / CUTS_FILE, {"job": identity_hash(self.identity), "frames": self.frames,
+                                                "cuts": self.cuts, "warnings": self.warnings}, durable=True)
+        yield start, self.frames
+
+
+def plan_shot(start: int, end: int, cfg: Config) -> list[Span]:
+    """The units of one shot: itself, or chunks of equal length when it is longer than cfg.max_shot_frames, each
+    after the first with cfg.chunk_overlap burn-in frames before it."""
+    length = end - start
+    if not cfg.max_shot_frames or length <= cfg.max_shot_frames:
+        return [Span(start, start, end)]
+    pieces = math.ceil(length / cfg.max_shot_frames)
+    firsts = [start + math.ceil(k * length / pieces) for k in range(pieces)] + [end]  # lengths differ by 1 at most
+    return [Span(max(start, first - cfg.chunk_overlap), first, last, cut=first == start)
+            for first, last in zip(firsts, firsts[1:])]
 
 
 def plan(cuts: list[int], frames: int, cfg: Config) -> list[Span]:
-    """The units of a video: one per shot, or per chunk of a shot longer than cfg.max_shot_frames (chunks of
-    equal length, each after the first with cfg.chunk_overlap burn-in frames before it)."""
+    """The units of a video with these cuts (plan_shot for each shot)."""
     bounds = [0, *cuts, frames]
-    spans = []
-    for start, end in zip(bounds, bounds[1:]):
-        length = end - start
-        if not cfg.max_shot_frames or length <= cfg.max_shot_frames:
-            spans.append(Span(start, start, end))
-            continue
-        pieces = math.ceil(length / cfg.max_shot_frames)
-        firsts = [start + math.ceil(k * length / pieces) for k in range(pieces)] + [end]  # lengths differ by 1 at most
-        for first, last in zip(firsts, firsts[1:]):
-            begin = max(start, first - cfg.chunk_overlap)
-            spans.append(Span(begin, first, last, cut=first == start))
-    return spans
+    return [span for start, end in zip(bounds, bounds[1:]) for span in plan_shot(start, end, cfg)]
 
 
 def span_done(work: WorkDir, span: Span, passes: int) -> bool:

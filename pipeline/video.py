@@ -519,24 +519,30 @@ class Run:
     def stream(self) -> None:
         _stream(self.ctx)
 
-    def units(self) -> list[Any]:
-        """The motion pre-pass (or the cut list an earlier run kept), then the plan: every span of the job, in
-        order (self.spans), and those still to stylise (returned)."""
+    def units(self) -> Iterator[Any]:
+        """The spans still to stylise, handed out as the motion pre-pass finds each shot's end (or from the cut list
+        an earlier run kept); every span of the job, in order, is in self.spans once the iteration is over."""
         from . import shots
 
         ctx, work = self.ctx, self.ctx.work
-        cuts = shots.find_cuts(work, self.identity, ctx.source, ctx.size, ctx.fps, ctx.cfg, self.emit, _logged_cuts(ctx))
-        self.frames, self.spans = cuts.frames, shots.plan(cuts.cuts, cuts.frames, ctx.cfg)
-        for message in cuts.warnings:
+        scan = shots.CutScan(work, self.identity, ctx.source, ctx.size, ctx.fps, ctx.cfg, self.emit, _logged_cuts(ctx))
+        self.spans = []
+        total = scan.frames if scan.cached else ctx.source.frames
+        self.emit(Started(total, ctx.size, str(ctx.device), work.finished_count(), ctx.source, work.path))
+        for start, end in scan:
+            for span in shots.plan_shot(start, end, ctx.cfg):
+                self.spans.append(span)
+                if shots.span_done(work, span, ctx.cfg.passes):
+                    ctx.summary.resumed += span.end - span.keep_from  # a whole unit an earlier run did
+                else:
+                    yield span
+        self.frames = scan.frames
+        for message in scan.warnings:
             ctx.summary.warnings.append(message)
             self.emit(Notice(message))
-        todo = [span for span in self.spans if not shots.span_done(work, span, ctx.cfg.passes)]
-        ctx.summary.resumed = cuts.frames - sum(s.end - s.keep_from for s in todo)  # whole units an earlier run did
-        self.emit(Started(cuts.frames, ctx.size, str(ctx.device), ctx.summary.resumed, ctx.source, work.path))
-        ctx.summary.shots = len(cuts.cuts) + 1
+        ctx.summary.shots = len(scan.cuts) + 1
         ctx.summary.units = len(self.spans)
-        ctx.summary.prepass_seconds = cuts.seconds
-        return todo
+        ctx.summary.prepass_seconds = scan.seconds
 
     def assemble(self, results: list[Summary]) -> None:
         """Every unit done: their figures merged into the run's summary, the chunks' seams crossfaded, the frames
@@ -588,11 +594,11 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
         if this.in_shots(workers):
             from .executors import Inline, run_units
 
-            spans = this.units()
+            results = run_units(executor or Inline(), job, this.ctx.cfg, this.units(), this.emit, stop)
             if len(this.spans) == 1 and workers > 1:
-                this.emit(Notice("the video has no scene cut: one shot, so one device works and the others wait; "
+                this.emit(Notice("the video has no scene cut: one shot, so one device worked and the others waited; "
                                  "--max-shot-frames N splits long shots into chunks that run in parallel"))
-            this.assemble(run_units(executor or Inline(), job, this.ctx.cfg, spans, this.emit, stop))
+            this.assemble(results)
         else:
             this.stream()
     except BaseException as error:

@@ -73,6 +73,24 @@ def test_plan_cuts_shots_and_chunks_long_ones_with_burn_in():
     assert shots.seam_frames(spans) == [7, 10]
 
 
+def test_the_pre_pass_hands_out_each_shot_as_soon_as_its_end_is_found(tmp_path, three_shots):
+    """Workers start on the first shot while the pre-pass is still reading the rest of the input; the finished
+    scan keeps its list, and a second scan takes it from the work directory without decoding anything."""
+    from pipeline import probe
+
+    source = probe.inspect_input(three_shots)
+    work = WorkDir(tmp_path / "work")
+    work.frames.mkdir(parents=True)
+    cfg, identity = Config(size=64), {"job": "x"}
+    size = media.working_size(source.width, source.height, 64)
+    scan = shots.CutScan(work, identity, source, size, source.fps, cfg, print, set())
+    shots_found = iter(scan)
+    assert next(shots_found) == (0, 4) and scan.frames < 12   # frames 5.. not read yet
+    assert list(shots_found) == [(4, 8), (8, 12)] and scan.cuts == CUTS and scan.frames == 12
+    again = shots.CutScan(work, identity, source, size, source.fps, cfg, print, set())
+    assert again.cached and list(again) == [(0, 4), (4, 8), (8, 12)]
+
+
 def test_crossfade_blends_the_overlap_once_even_when_repeated(tmp_path):
     work = WorkDir(tmp_path / "work")
     work.frames.mkdir(parents=True)

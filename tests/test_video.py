@@ -326,7 +326,7 @@ def test_shots_stylised_in_fresh_processes_equal_the_sequential_run(tmp_path, we
     assert summary.cuts == [3, 6]
     driver = video.Run(video.Job(source, (style_image,), tmp_path / "shots", tmp_path / "work"), cfg)
     driver.start()  # holds the work directory (and its lock) as a run in shots does
-    spans = driver.units()
+    spans = list(driver.units())
     assert [(s.start, s.end) for s in spans] == [(0, 3), (3, 6), (6, 8)]
     script = ("import json, sys; from pathlib import Path; from pipeline import video, shots; "
               "from pipeline.config import config_from_dict; a = json.loads(sys.argv[1]); "
