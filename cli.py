@@ -305,9 +305,18 @@ class BatchReporter:
         self.counts: dict[str, int] = {}
 
     def __call__(self, event: Any) -> None:
-        from pipeline.events import JobDone, JobProgress, JobStarted
+        from pipeline.events import JobDone, JobProgress, JobStarted, UnitsPlanned
 
         reporter, quiet = self.reporter, self.reporter.quiet
+        if isinstance(event, UnitsPlanned):  # a batch in units: one bar over every frame of every job
+            if not quiet and reporter.tty:
+                from tqdm import tqdm
+
+                reporter.bar = tqdm(total=event.frames, unit="frame", desc="batch", file=sys.stderr)
+            return
+        if isinstance(event, JobProgress) and reporter.bar is not None and self.parallel:
+            reporter.bar.update(1)
+            return
         if isinstance(event, JobStarted) and self.parallel:
             self.counts[event.device] = 0
             reporter.record("job_started", device=event.device, job=event.job, input=event.name)
@@ -323,7 +332,8 @@ class BatchReporter:
                 reporter.write(f"[{event.device}] frame {count}{f'/{total}' if total else ''}")
         elif isinstance(event, JobDone):
             outcome = event.outcome
-            reporter.close_bar()
+            if not self.parallel:
+                reporter.close_bar()
             reporter.record("job", job=outcome.job.number, status=outcome.status, frames=outcome.frames,
                             seconds=round(outcome.seconds, 2), message=outcome.message,
                             **({"device": event.device} if self.parallel else {}))

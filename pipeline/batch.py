@@ -23,7 +23,7 @@ import yaml
 
 from . import media, probe
 from .config import Config, ConfigError, NSTError, coerce_values, load_yaml, yaml_error
-from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice
+from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice, UnitsPlanned
 from .files import FOLDER_MARKER, check_not_overwriting, foreign_files
 from .workdir import default_work_dir
 
@@ -270,7 +270,8 @@ def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], execut
         run = video.Run(spec, cfg, events=emit)
         run.where = executor.describe()
         if not run.in_shots(executor.workers):
-            return None, [executors.Unit((job.number, 0), job, base_config.to_dict(), options=options)]
+            return None, [executors.Unit((job.number, 0), job, base_config.to_dict(), frames=run.ctx.source.frames or 0,
+                                         options=options)]
         run.start()
         try:
             spans = list(run.units())  # the job's pre-pass, before its shots are handed out
@@ -313,6 +314,8 @@ def run_units(jobs: list[BatchJob], base_config: Config, options: dict[str, Any]
                 continue
             pending[job.number] = holder
         units += job_units
+
+    events(UnitsPlanned(sum(unit.frames for unit in units)))
 
     def on_event(message: Any) -> None:
         number, first = message.key

@@ -79,6 +79,12 @@ class JobStarted:
 
 
 @dataclass
+class UnitsPlanned:
+    """A batch in units has planned every job: the frames its units will make (one progress bar over all)."""
+    frames: int
+
+
+@dataclass
 class JobProgress:
     """A frame finished by a batch worker in another process."""
     device: str
