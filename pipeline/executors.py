@@ -134,7 +134,6 @@ class Inline:
     """Units one after another in this process, on the configured device."""
 
     workers = 1
-    name = "this process"
 
     def describe(self) -> str | None:
         return None  # the run's own device
@@ -207,7 +206,6 @@ class Pool:
     worker that dies (killed, out of memory) is replaced and its unit started again, up to RETRIES times:
     the unit resumes from the frames it saved."""
 
-    name = "worker processes"
 
     def __init__(self, devices: list[str], threads: int = 0):
         self.devices, self.threads = devices, cpu_threads(threads, devices)

@@ -166,13 +166,6 @@ def seam_frames(spans: list[Span]) -> list[int]:
     return [span.keep_from for span in spans if not span.cut]
 
 
-def describe(spans: list[Span], cuts: list[int]) -> str:
-    shots = len(cuts) + 1
-    chunks = len(spans) - shots
-    return f"{shots} shot{'s' if shots != 1 else ''}" + (f" in {len(spans)} units ({chunks} more from chunking long shots)"
-                                                         if chunks else "")
-
-
 def visible(paths: dict[str, Path | str | None], node: str) -> None:
     """A unit landing on a node must see everything it reads and writes: else one line naming node and path."""
     for what, path in paths.items():
