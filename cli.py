@@ -594,10 +594,7 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
     started = time.perf_counter()
-    from pipeline.workdir import default_work_dir
-
-    works = {job.number: Path(work_dir) / f"job-{job.number:04d}" if work_dir else default_work_dir(job.output)
-             for job in jobs}
+    works = {job.number: batch.job_work_dir(job, work_dir) for job in jobs}
     page = _report_writer(report_file, [(job.name, job.input, job.output, works[job.number]) for job in jobs])
     executor, base_config = make_executor(devices, ray_address, base_config, reporter)
     with _Signals(stop, reporter):
@@ -649,11 +646,10 @@ def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, 
             if warning.startswith("a log ends in a damaged line"):
                 click.echo(f"warning: {job.name}: {warning}", err=True)
     if html_file:
+        from pipeline.files import make_parent, write_file
         from pipeline.report import render
-        from pipeline.files import write_file
 
-        make_parent_folder = Path(html_file).parent
-        make_parent_folder.mkdir(parents=True, exist_ok=True)
+        make_parent(html_file)
         while True:
             running = any(j.state == "running" for j in jobs)
             write_file(html_file, render(jobs, live=follow and running, title="nst-video status").encode())

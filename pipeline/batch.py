@@ -181,24 +181,35 @@ def parse_devices(text: str | None) -> list[str]:
     return devices
 
 
+def job_work_dir(job: BatchJob, work_dir: str | Path | None) -> Path:
+    """A batch job's work directory: job-NNNN under the batch's --work-dir, or the default beside its OUTPUT."""
+    return Path(work_dir) / f"job-{job.number:04d}" if work_dir else default_work_dir(job.output)
+
+
+def _spec(job: BatchJob, options: dict[str, Any]) -> Any:
+    """The video.Job of a batch job, or None when its output is finished and a rerun skips it."""
+    from . import video
+
+    work_dir = job_work_dir(job, options.get("work_dir"))
+    if not options.get("restart") and is_finished(job, work_dir):
+        return None
+    return video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
+                     options.get("restart", False), overwrite=options.get("overwrite", False))
+
+
 def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events: Callable[[Any], None],
             stop: Any, device: str | None = None) -> Outcome:
     from . import video
 
     cfg = base_config.replace(**job.overrides, **({"device": device} if device else {}))
-    work_dir = Path(options["work_dir"]) / f"job-{job.number:04d}" if options.get("work_dir") else None
-    if not options.get("restart") and is_finished(job, work_dir):
+    spec = _spec(job, options)
+    if spec is None:
         return Outcome(job, "skipped", message="output exists", device=cfg.device)
-    spec = video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
-                     options.get("restart", False), overwrite=options.get("overwrite", False))
     try:
         summary = video.run(spec, cfg, events=events, stop=stop)
-    except video.Interrupted as error:
-        return Outcome(job, "stopped", message=str(error), device=cfg.device)
-    except NSTError as error:
-        return Outcome(job, "failed", message=str(error), device=cfg.device)
     except Exception as error:  # one broken job must not end the batch
-        return Outcome(job, "failed", message=f"{type(error).__name__}: {error}", device=cfg.device)
+        status, message = video.failure(error)
+        return Outcome(job, status, message=message, device=cfg.device)
     return Outcome(job, "done", summary.frames, summary.seconds, device=cfg.device)
 
 
@@ -260,12 +271,9 @@ def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], execut
     from . import executors, video
 
     cfg = base_config.replace(**job.overrides)
-    work_dir = Path(options["work_dir"]) / f"job-{job.number:04d}" if options.get("work_dir") else None
-    if not options.get("restart") and is_finished(job, work_dir):
+    spec = _spec(job, options)
+    if spec is None:
         return Outcome(job, "skipped", message="output exists")
-    spec = video.Job(job.input, job.styles, job.output, work_dir or default_work_dir(job.output),
-                     options.get("keep_work", False), options.get("restart", False),
-                     overwrite=options.get("overwrite", False))
     try:
         run = video.Run(spec, cfg, events=emit)
         run.where = executor.describe()

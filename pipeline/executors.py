@@ -80,13 +80,11 @@ def execute(unit: Unit, device: str, emit: Callable[[Any], None], stop: Any, nod
             return UnitResult(unit.key, "done", outcome, device=device)
         summary = video.run_shot(unit.job, cfg, unit.span, events=emit, stop=stop, node=node)
         return UnitResult(unit.key, "done", summary, device=device)
-    except video.Interrupted as error:
-        return UnitResult(unit.key, "stopped", message=str(error), device=device)
-    except NSTError as error:
-        return UnitResult(unit.key, "failed", message=str(error), device=device)
     except Exception as error:  # one broken unit must not end the others
-        traceback.print_exc()
-        return UnitResult(unit.key, "failed", message=f"{type(error).__name__}: {error}", device=device)
+        if not isinstance(error, NSTError):
+            traceback.print_exc()
+        status, message = video.failure(error)
+        return UnitResult(unit.key, status, message=message, device=device)
 
 
 class Feeder:

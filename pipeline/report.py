@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import write_file
+from .files import make_parent, write_file
 from .status import JobStatus, _duration, read_work_dir
 
 REFRESH_SECONDS = 5
@@ -321,7 +321,7 @@ class ReportWriter:
                     job.state = "stopped"
         page = render(jobs, live=live and any(j.state in ("running", "not started") for j in jobs),
                       title=f"nst-video: {len(jobs)} job{'s' if len(jobs) != 1 else ''}", flicker=self.flicker)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(self.path)
         write_file(self.path, page.encode())
         self.seconds += time.perf_counter() - started
         self.writes += 1

@@ -161,10 +161,10 @@ def statuses(paths: list[str], *, work_dir: str | None = None) -> list[JobStatus
         if (path / "job.json").exists():
             out.append(read_work_dir(path))
         elif path.suffix.lower() in (".yaml", ".yml") and path.is_file():
-            from .batch import load_jobs
+            from .batch import job_work_dir, load_jobs
 
             for job in load_jobs(str(path)):
-                work = Path(work_dir) / f"job-{job.number:04d}" if work_dir else default_work_dir(job.output)
+                work = job_work_dir(job, work_dir)
                 status = (read_work_dir(work, job.name, job.output) if (work / "job.json").exists()
                           else _finished_output(job.name, job.output))
                 status.input = status.input or str(job.input)

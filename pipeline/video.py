@@ -406,12 +406,11 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
             if index == 0:
                 ctx.first_frame = frame
             finished = shot.load(index) if redo is None else None
-            if finished is None and redo is None:
-                redo = index
+            if finished is None:
                 ctx.check_stop(index - span.keep_from)
-                ctx.work.drop_records(lambda record: shot.owns(record, span.end) and record["index"] >= index)
-            elif finished is None:
-                ctx.check_stop(index - span.keep_from)
+                if redo is None:  # the first frame stylised now: the log's records of it and all after it go
+                    redo = index
+                    ctx.work.drop_records(lambda record: shot.owns(record, span.end) and record["index"] >= index)
             elif index >= span.keep_from:
                 ctx.summary.resumed += 1
                 ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
@@ -425,6 +424,16 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
     ctx.summary.frames = span.end - span.keep_from
     ctx.summary.peak_memory = runtime.peak_memory(ctx.device)
     return ctx.summary
+
+
+def failure(error: BaseException) -> tuple[str, str]:
+    """(state, message) of a job or unit that raised `error`: stopped by a signal, or failed with its one line
+    (any other exception named by its type)."""
+    if isinstance(error, (Interrupted, KeyboardInterrupt)):
+        return "stopped", str(error)
+    if isinstance(error, NSTError):
+        return "failed", str(error)
+    return "failed", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _after_failure(error: BaseException, work: WorkDir | None, created: list[Path], output: Path) -> None:
@@ -575,9 +584,8 @@ class Run:
 
     def fail(self, error: BaseException) -> None:
         if self.opened and self.ctx.work.path.exists():
-            stopped = isinstance(error, (Interrupted, KeyboardInterrupt))
-            message = str(error) if isinstance(error, NSTError) else f"{type(error).__name__}: {error}".rstrip(": ")
-            self.ctx.work.note("stopped" if stopped else "failed", message=message.splitlines()[0] if message else "")
+            state, message = failure(error)
+            self.ctx.work.note(state, message=message.splitlines()[0] if message else "")
         _after_failure(error, self.ctx.work, self.created, self.output)
 
 

@@ -106,7 +106,6 @@ def test_status_reads_a_truncated_log_and_refuses_what_it_cannot_read(tmp_path, 
 class _Parsed(HTMLParser):
     def __init__(self, text: str):
         super().__init__()
-        self.open: list[str] = []
         self.sections = 0
         self.feed(text)
 
