@@ -46,3 +46,18 @@ def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):
     assert "ruder: Ruder's loss" in result.stdout
     result = cli("bench", "drift", "--variants", "nope")
     assert result.exit_code == 2 and "unknown variant 'nope'" in result.stderr
+
+
+def test_chunks_bench_rates_the_seams_of_each_chunking(cli, tmp_path):
+    result = cli("bench", "chunks", "--frames", "12", "--size", "64", "--max-shot-frames", "5", "--overlaps", "0,2",
+                 "--iterations", "6", "--frame-iterations", "3", "--json", tmp_path / "c.json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert [r["name"] for r in rows] == ["one shot", "chunks of 5, overlap 0", "chunks of 5, overlap 2"]
+    assert [r["units"] for r in rows] == [1, 3, 3] and [r["longest_unit"] for r in rows] == [12, 4, 6]
+    for row in rows:
+        assert row["worst_seam"] >= row["seam_error"] > 0 and row["inside_error"] > 0 and row["style"] > 0
+    assert rows[1]["worst_seam"] > rows[0]["worst_seam"]  # a chunk starting cold, without overlap, is a jump
+    assert "chunks of 5, overlap 2" in result.stdout
+    result = cli("bench", "chunks", "--max-shot-frames", "5", "--overlaps", "0,5")
+    assert result.exit_code == 2 and "each overlap must be from 0 to 4" in result.stderr

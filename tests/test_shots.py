@@ -198,6 +198,16 @@ def test_one_shot_on_several_devices_says_what_would_help(tmp_path, weights_file
     assert "no scene cut" in result.stderr and "--max-shot-frames" in result.stderr
 
 
+def test_shots_off_keeps_one_frame_loop_on_several_devices(tmp_path, weights_file, style_image, three_shots):
+    out, work = tmp_path / "out", tmp_path / "work"
+    result = run([a for a in command(three_shots, style_image, out, weights_file, "--devices", "cpu,cpu", "--shots",
+                                     "off", "--keep-work", "--work-dir", work, "--iterations", "4",
+                                     "--frame-iterations", "2") if a != "-q"])
+    assert result.returncode == 0, result.stderr
+    assert not (work / shots.CUTS_FILE).exists() and "cut pre-pass" not in result.stderr  # no pre-pass, no units
+    assert "scene cuts at 4, 8" in result.stderr and len(frames_of(out)) == 12
+
+
 def test_long_shots_in_chunks_are_the_same_on_one_device_and_on_two(tmp_path, weights_file, style_image, frames_dir):
     """--max-shot-frames 5 --chunk-overlap 2 on 14 frames: three chunks whose seams are crossfaded; the plan, not
     the executor, decides the frames (one device in this process, or two workers)."""

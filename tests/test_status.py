@@ -103,6 +103,25 @@ def test_status_reads_a_truncated_log_and_refuses_what_it_cannot_read(tmp_path, 
     assert result.returncode == 2 and "must end in .html" in result.stderr
 
 
+def test_status_html_and_a_batch_work_dir(tmp_path, finished, frames_dir, style_image):
+    """--html writes the page (no refresh once nothing runs); --work-dir finds the jobs of a batch run with it."""
+    page = tmp_path / "pages" / "status.html"
+    result = status(finished, "--html", page)
+    assert result.returncode == 0, result.stderr
+    text = page.read_text()
+    assert 'data-state="finished"' in text and 'data-done="14"' in text and 'http-equiv="refresh"' not in text
+    result = status(finished, "--follow")
+    assert result.returncode == 2 and "needs --html FILE" in result.stderr
+    batch_work = tmp_path / "batch-work"
+    shutil.copytree(finished.parent / ".finished.nst-work", batch_work / "job-0001")
+    spec = tmp_path / "jobs.yaml"
+    spec.write_text(json.dumps({"jobs": [{"input": str(frames_dir), "style": str(style_image),
+                                          "output": str(tmp_path / "elsewhere")}]}))
+    job = json.loads(status(spec, "--json", "--work-dir", batch_work).stdout)["jobs"][0]
+    assert job["state"] == "finished" and job["done"] == 14 and job["work_dir"] == str(batch_work / "job-0001")
+    assert json.loads(status(spec, "--json").stdout)["jobs"][0]["state"] == "not started"
+
+
 class _Parsed(HTMLParser):
     def __init__(self, text: str):
         super().__init__()
@@ -221,6 +240,17 @@ def test_serve_answers_the_page_on_localhost_only_and_nothing_else(tmp_path, fin
         assert addresses == ["127.0.0.1"]
         busy = status(out, "--serve", str(port))
         assert busy.returncode == 1 and f"port {port} is in use" in busy.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    other = _free_port()
+    process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "status", str(out), "--serve", str(other),
+                                "--host", "127.0.0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:  # another address only when asked for
+        deadline = time.time() + 30
+        while not _listening(other) and time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert _listening(other) == ["127.0.0.2"], process.stderr.read() if process.poll() is not None else ""
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
