@@ -70,7 +70,8 @@ class RayExecutor:
             _reachable(address)
         try:
             if not ray.is_initialized():
-                context = ray.init(address=address, num_cpus=num_cpus, log_to_driver=False,
+                # "local": a new instance on this machine, never a cluster a stale file points to
+                context = ray.init(address=address or "local", num_cpus=num_cpus, log_to_driver=False,
                                    include_dashboard=None, configure_logging=False)
                 self.dashboard = getattr(context, "dashboard_url", None)
             else:
