@@ -360,7 +360,9 @@ def summary_line(summary: Any) -> str:
     later_iterations = summary.iterations[1:]
     if later_iterations and later:
         parts.append(f"later frames {sum(later_iterations) / len(later_iterations):.0f} iterations on average, "
-                     f"{summary.early_stops} of {len(later)} stopped early at the cold level;")
+                     f"{summary.early_stops} of {len(later)} stopped early at the cold level"
+                     + (f", {summary.relaxed} with the temporal weight relaxed (to {min(summary.temporal_scales):.2g}x "
+                        "at the least)" if summary.relaxed else "") + ";")
     drift = summary.drift()
     if drift:
         worst = max(drift, key=lambda d: d[1])

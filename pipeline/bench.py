@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +60,7 @@ FLICKER_VARIANTS = {
     "flow": ("flow-warped warm start", dict(temporal_weight=0.0)),
     "ruder": ("flow + Ruder's pixel-wise temporal loss", dict(temporal_detail=1.0, unreliable_init="warped",
                                                                quality_slack=0.0)),
+    "held": ("flow + temporal loss held at full weight", dict(temporal_relax=1.0, quality_slack=1.15)),
     "temporal": ("flow + temporal loss (default)", dict()),
     "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
 }
@@ -78,6 +79,11 @@ class FlickerRow:
     first_seconds: float
     later_seconds: float
     temporal_weight: float
+    per_frame: list[tuple[float, float]] = field(default_factory=list)   # (content, style) of every frame
+
+    def quality_ratios(self, cold: "FlickerRow") -> list[float]:
+        """Later frames' content + style against the same frame optimised cold (the cold row's)."""
+        return [(c + s) / (cc + cs) for (c, s), (cc, cs) in zip(self.per_frame[1:], cold.per_frame[1:])]
 
 
 def flicker_clip(frames: int, size: int) -> SyntheticClip:
@@ -118,7 +124,8 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
                 float(np.mean([f["style"] for f in finals])), float(np.mean([f["content"] for f in finals])),
                 summary.iterations[0], float(np.mean(later)), summary.first_frame_seconds or 0.0,
                 float(np.mean(summary.later_frame_seconds)) if summary.later_frame_seconds else 0.0,
-                cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0))
+                cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0,
+                [(f["content"], f["style"]) for f in finals]))
         return rows
     finally:
         workspace.cleanup()
@@ -134,6 +141,11 @@ def _table(columns: list[tuple[str, int, Callable]], rows: list, note: str = "")
 
 def flicker_table(rows: list[FlickerRow]) -> str:
     cold = next((r for r in rows if r.name == "cold"), rows[0])
+    quarter = max(1, (len(cold.per_frame) - 1) // 4)
+
+    def ratio(r: FlickerRow, part: slice) -> str:
+        ratios = r.quality_ratios(cold)[part]
+        return f"{sum(ratios) / len(ratios):.3f}" if ratios else "-"
     return _table([
         ("variant", 38, lambda r: r.label),
         ("temporal err", 12, lambda r: f"{r.temporal_error:.3f}"),
@@ -141,6 +153,9 @@ def flicker_table(rows: list[FlickerRow]) -> str:
         ("vs cold", 8, lambda r: f"{r.temporal_error / cold.temporal_error:.3f}"),
         ("style loss", 11, lambda r: f"{r.style_loss:.4g}"),
         ("vs cold", 8, lambda r: f"{r.style_loss / cold.style_loss:.3f}"),
+        ("c+s vs cold", 11, lambda r: ratio(r, slice(None))),
+        ("1st q", 6, lambda r: ratio(r, slice(0, quarter))),
+        ("last q", 6, lambda r: ratio(r, slice(-quarter, None))),
         ("it first/later", 15, lambda r: f"{r.first_iterations}/{r.later_iterations:.1f}"),
         ("s first/later", 14, lambda r: f"{r.first_seconds:.2f}/{r.later_seconds:.2f}")], rows)
 
@@ -389,19 +404,23 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
 # Each variant is a set of changes to the settings under test. "ruder" pins the handling of time this project
 # shipped before the drift work (Ruder's loss on every pixel, the warp repeated into revealed pixels, a plain
 # tolerance stop), so the comparison stays reproducible whatever the defaults become.
+HELD = dict(temporal_relax=1.0, quality_slack=1.15)   # before the relaxed temporal weight: held at full weight
 DRIFT_VARIANTS = {
     "ruder": ("Ruder's loss, warped fill, plain stop", dict(temporal_detail=1.0, unreliable_init="warped",
                                                             quality_slack=0.0)),
     "inpaint": ("+ inpainted fill", dict(temporal_detail=1.0, unreliable_init="inpaint", quality_slack=0.0)),
-    "earned": ("+ earned stop", dict(temporal_detail=1.0, unreliable_init="inpaint", quality_slack=1.15)),
+    "earned": ("+ earned stop", dict(temporal_detail=1.0, unreliable_init="inpaint", **HELD)),
     "lowpass": ("low-pass temporal (detail 0), inpaint, earned stop",
-                dict(temporal_detail=0.0, unreliable_init="inpaint", quality_slack=1.15)),
+                dict(temporal_detail=0.0, unreliable_init="inpaint", **HELD)),
     "detail": ("temporal detail 0.25, inpaint, earned stop",
-               dict(temporal_detail=0.25, unreliable_init="inpaint", quality_slack=1.15)),
+               dict(temporal_detail=0.25, unreliable_init="inpaint", **HELD)),
     "matched": ("low-pass temporal (detail 0), matched fill, earned stop",
-                dict(temporal_detail=0.0, unreliable_init="matched", quality_slack=1.15)),
+                dict(temporal_detail=0.0, unreliable_init="matched", **HELD)),
     "matched-detail": ("temporal detail 0.25, matched fill, earned stop",
-                       dict(temporal_detail=0.25, unreliable_init="matched", quality_slack=1.15)),
+                       dict(temporal_detail=0.25, unreliable_init="matched", **HELD)),
+    "held": ("low-pass, matched fill, stop at 1.15x, full temporal weight", dict(HELD)),
+    "relax-1.15": ("+ temporal weight relaxed to the level, slack 1.15", dict(quality_slack=1.15)),
+    "relax-1.05": ("+ temporal weight relaxed to the level, slack 1.05", dict(quality_slack=1.05)),
     "default": ("the current defaults", dict()),
 }
 

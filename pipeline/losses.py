@@ -131,6 +131,7 @@ class Objective:
         self.style_targets: dict[str, torch.Tensor] = {}
         self.content_targets: dict[str, torch.Tensor] = {}
         self.temporal: list[TemporalTarget] = []
+        self.temporal_scale = 1.0   # a factor on temporal_weight for the frame being optimised (optimise.Plan.relax)
         self.autocast_dtype: torch.dtype | None = None  # bf16 runs the network in autocast, losses in fp32
 
     @classmethod
@@ -202,6 +203,7 @@ class Objective:
     def set_temporal(self, targets: Sequence[TemporalTarget]) -> None:
         """Warped previous results and their weights, already at the size being optimised."""
         self.temporal = list(targets)
+        self.temporal_scale = 1.0
 
     # -- scoring ------------------------------------------------------------------------------------
     def _scales(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> tuple[dict, dict, float]:
@@ -229,7 +231,7 @@ class Objective:
         for target in self.temporal:
             temporal = temporal + temporal_loss(image, target.warped, target.weights,
                                                 detail=self.temporal_detail, sigma=self.temporal_sigma)
-        return self.temporal_weight * temporal
+        return self.temporal_weight * self.temporal_scale * temporal
 
     # The objective's terms, in order: (name, its weighted score, whether it applies now). A new term is one
     # entry here, its score method, and its weight in Config.

@@ -54,6 +54,11 @@ class Plan:
     quality_target: float | None = None
     # A frame still above quality_target at the final scale's cap keeps going up to this many iterations there.
     extend_to: int = 0
+    # The temporal weight's factor at the final scale's start, and what it is multiplied by every `relax_every`
+    # iterations the frame is still above quality_target (1: never).
+    temporal_scale: float = 1.0
+    relax: float = 1.0
+    relax_every: int = 0
     # How far inside (0, 1) L-BFGS's start is moved (see BOUND_EPS): wide for a cold start, narrow for a warm one.
     start_margin: float = COLD_MARGIN
 
@@ -92,6 +97,8 @@ class Result:
     converged: bool = False
     seconds: float = 0.0
     sizes: list[tuple[int, int]] = field(default_factory=list)     # the scales visited
+    temporal_scale: float = 1.0              # the temporal weight's factor at the end (see Plan.relax)
+    relaxed: int = 0                         # how many times the temporal weight was relaxed
 
 
 def _resize_adam_state(state: dict, size: tuple[int, int]) -> dict:
@@ -157,8 +164,11 @@ def stylise(content: torch.Tensor, init: torch.Tensor, objective: Objective, pla
     for position, (size, cap) in enumerate(plan.scales):
         objective.set_content(resize_image(content, size))
         objective.set_temporal([target.resized(size) for target in temporal or []])
+        final = position == len(plan.scales) - 1
+        if final:
+            objective.temporal_scale = plan.temporal_scale
         scale = _Scale(run, image, size, start_margin=plan.start_margin if position == 0 else BOUND_EPS)
-        run.converged = scale.optimise(cap, final=position == len(plan.scales) - 1)  # reported for the final scale
+        run.converged = scale.optimise(cap, final=final)  # reported for the final scale
         image = scale.image()
         if plan.optimizer == "adam":
             run.adam_state = scale.optimizer.state.get(scale.x)
@@ -177,6 +187,7 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.done = 0
         self.converged = False
+        self.relaxed = 0
         self.adam_state: dict | None = None
         self.sizes: list[tuple[int, int]] = []
 
@@ -195,11 +206,12 @@ class _Run:
         with torch.no_grad():
             _, parts = self.objective(image)
         final = _with_total(_to_floats([parts])[0])
+        temporal_scale = self.objective.temporal_scale
         self.objective.set_temporal([])
         if self.sizes[-1] != full_size:
             image = resize_image(image, full_size).clamp(0, 1)
         return Result(image, self.done, final, self.history, self.converged, time.perf_counter() - self.started,
-                      self.sizes)
+                      self.sizes, temporal_scale, self.relaxed)
 
 
 class _Scale:
@@ -279,30 +291,53 @@ class _Scale:
                 self.x.clamp_(0, 1)
 
     def optimise(self, cap: int, *, final: bool) -> bool:
-        """Up to `cap` evaluations (at the final scale, up to plan.extend_to while the frame is worse than
-        plan.quality_target); True if it stopped early, converged."""
+        """Up to `cap` evaluations; True if it stopped early, converged. At the final scale of a frame with a
+        plan.quality_target, the stop is earned: it stops at the first log point where the frame is at the
+        target, and one that is not goes on up to plan.extend_to, relaxing the temporal weight every
+        plan.relax_every evaluations (see relax)."""
         run, plan = self.run, self.run.plan
+        judged = final and plan.quality_target is not None
+        if judged:
+            cap = max(cap, plan.extend_to)
         window: list[tuple[int, float]] = []
-        while True:
-            if run.done - self.start >= cap:
-                if final and plan.extend_to > cap and run.history and not self._at_target():
-                    # still worse than the level: keep going up to the extended cap
-                    cap = plan.extend_to
-                    continue
-                return False
+        since = 0  # evaluations since the objective last changed
+        while run.done - self.start < cap:
             chunk = min(cap - (run.done - self.start), plan.log_every - run.done % plan.log_every)
             if run.save_every:
                 chunk = min(chunk, run.save_every - run.done % run.save_every)
             before = run.done
             self.step(chunk)
             last = self._report()
-            if run.done - before < chunk:  # L-BFGS found nothing left to improve
-                return True
+            if judged and self._at_target():
+                return True  # as good as the level the video reached: the stop is earned
+            since += run.done - before
+            stalled = run.done - before < chunk  # L-BFGS found nothing left to improve
+            if judged and self._can_relax() and (stalled or since >= plan.relax_every):
+                self.relax()
+                window, since = [], 0
+                continue
+            if stalled:
+                return not judged
             window.append((run.done, last["total"]))
-            if plan.tolerance > 0 and run.done - self.start < cap:  # a stop at the cap is no early stop
+            if plan.tolerance > 0 and not judged and run.done - self.start < cap:  # a stop at the cap is no early stop
                 old = [loss for it, loss in window if it <= run.done - plan.tolerance_window]
-                if old and (old[-1] - last["total"]) < plan.tolerance * abs(old[-1]) and self._at_target():
-                    return True  # converged, and the stop is earned
+                if old and (old[-1] - last["total"]) < plan.tolerance * abs(old[-1]):
+                    return True
+        return False
+
+    def _can_relax(self) -> bool:
+        return self.run.plan.relax < 1 and bool(self.run.objective.temporal) and self.run.objective.temporal_weight > 0
+
+    def relax(self) -> None:
+        """The frame is still worse than the level: its temporal term is what holds it there (held to the warped
+        previous result, it cannot re-fit texture to this frame's grid), so the term's weight is multiplied by
+        plan.relax and L-BFGS restarts from here (its history belongs to the old objective)."""
+        run = self.run
+        run.objective.temporal_scale *= run.plan.relax
+        run.relaxed += 1
+        if self.bounded:
+            self.best[0].fill_(math.inf)
+            self.optimizer = _lbfgs(self.x, run.plan)
 
     def _at_target(self) -> bool:
         """Whether the frame, as it would be saved, is at plan.quality_target (always, without one): one forward

@@ -76,6 +76,8 @@ class Summary:
     pass_histories: list[tuple[int, int, list[dict[str, float]]]] = field(default_factory=list)  # passes 2.., in order
     work_dir: Path | None = None
     early_stops: int = 0                   # later frames whose stop was earned (at the level before the cap)
+    relaxed: int = 0                       # later frames whose temporal weight was relaxed to reach the level
+    temporal_scales: list[float] = field(default_factory=list)  # later frames' final temporal weight factor, in order
     losses: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> losses of the saved frame (pass 1)
     references: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> cold losses (--reference-every)
     shots: int = 0                         # a run in shots: the shots found by the pre-pass,
@@ -84,9 +86,10 @@ class Summary:
 
     def merge(self, part: "Summary") -> None:
         """Add the figures of one unit of a run in shots (run_shot), taken in the order of the frames."""
-        for name in ("stylised", "resumed", "early_stops"):
+        for name in ("stylised", "resumed", "early_stops", "relaxed"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.iterations += part.iterations
+        self.temporal_scales += part.temporal_scales
         self.later_frame_seconds += part.later_frame_seconds
         self.pass_histories += part.pass_histories
         self.warnings += [w for w in part.warnings if w not in self.warnings]
@@ -667,7 +670,8 @@ class RunContext:
         if burn_in:  # a chunk's burn-in frame: logged as such, not one of the run's frames (the previous chunk's is)
             if self.work is not None:
                 self.work.log({"index": index, "pass": 1, "burn_in": True, "iterations": result.iterations,
-                               "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty})
+                               "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty,
+                               "temporal_scale": result.temporal_scale, "relaxed": result.relaxed})
             return
         s = self.summary
         s.stylised += 1
@@ -683,13 +687,17 @@ class RunContext:
         elif not cut:
             s.later_frame_seconds.append(seconds)
             s.early_stops += int(result.converged and pass_number == 1)
+            if pass_number == 1:
+                s.relaxed += int(result.relaxed > 0)
+                s.temporal_scales.append(result.temporal_scale)
         if cut and index > 0 and pass_number == 1:
             s.cuts.append(index)
         if self.work is not None:
             self.work.log({"index": index, "pass": pass_number, "iterations": result.iterations,
                            "losses": result.losses, "seconds": round(seconds, 4), "cut": cut,
                            "converged": result.converged, "reliable": reliable, "difficulty": difficulty,
-                           "contrast": contrast, "time": round(time.time(), 3)})
+                           "contrast": contrast, "temporal_scale": result.temporal_scale,
+                           "relaxed": result.relaxed, "time": round(time.time(), 3)})
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
                             pass_number=pass_number, reliable=reliable))
 
@@ -715,6 +723,10 @@ class Shot:
         # that ratio stays within about 10% while the cold level itself rises 30% with the scene, so a later
         # frame's own target is this ratio times its own input's style term.
         self.level: float | None = None
+        # Where the next later frame's temporal weight starts (optimise.Plan.relax): one step stronger than the
+        # factor the previous frame ended with (divided by temporal_relax, 1 at most), so the weight follows what
+        # the frames need and never runs away (measured: carrying the factor as it was ratcheted it down to 1e-8).
+        self.temporal_scale = 1.0
         self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
         if ctx.work is not None and self.saved(start) is not None:  # an earlier run began this shot
             self._restore(ctx.work)
@@ -744,9 +756,13 @@ class Shot:
         if last is None:
             later = [r["index"] for r in self.ctx.earlier_log() if r.get("cut") and r["index"] > self.start]
             last = min(later, default=None)
+        carried = self.start
         for record in self.ctx.earlier_log():
             if record.get("pass", 1) != 1 or not self.owns(record, last) or self.saved(record["index"]) is None:
                 continue
+            if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
+                carried = record["index"]
+                self._carry(record.get("temporal_scale", 1.0))
             if record.get("reference") or record.get("cut") or record["index"] == self.start:
                 if record.get("difficulty"):
                     self.level = quality(record["losses"]) / record["difficulty"]
@@ -790,7 +806,9 @@ class Shot:
         difficulty = stylist.objective.style_term(stylist.space(content)) if cfg.quality_slack else None
         if not cold and difficulty is not None and self.level is not None:  # the early stop must be earned
             plan = dataclasses.replace(plan, quality_target=self.level * difficulty * cfg.quality_slack,
-                                       extend_to=round(cfg.frame_iterations * cfg.frame_extension))
+                                       extend_to=round(cfg.frame_iterations * cfg.frame_extension),
+                                       temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
+                                       relax_every=cfg.relax_every)
         job = ctx.job
         snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,
@@ -800,11 +818,15 @@ class Shot:
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
         ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty, burn_in=burn_in,
                    contrast=contrast)
+        self._carry(result.temporal_scale)
         if cold and difficulty:
             self.level = quality(result.losses) / difficulty
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
             self._reference(index, frame, content)
         return finished
+
+    def _carry(self, scale: float) -> None:
+        self.temporal_scale = min(1.0, scale / self.ctx.cfg.temporal_relax)
 
     def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor) -> None:
         """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot

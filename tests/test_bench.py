@@ -21,10 +21,15 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     result = cli("bench", "flicker", "--frames", "3", "--size", "40", "--iterations", "3", "--json", tmp_path / "f.json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads((tmp_path / "f.json").read_text())
-    assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "temporal", "long-term"]
+    assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "held", "temporal", "long-term"]
     assert rows[0]["later_iterations"] == 3                 # cold frames: all the first frame's iterations
     assert rows[3]["later_iterations"] == 1                 # warm: a third ...
-    assert 1 <= rows[4]["later_iterations"] <= 2            # ... twice that for a frame below the cold level
+    assert 1 <= rows[5]["later_iterations"] <= 2            # ... twice that for a frame below the cold level
+    assert all(len(r["per_frame"]) == 3 for r in rows)      # each frame's content and style, for quality over time
+    header = result.stdout.splitlines()[0]
+    assert "c+s vs cold" in header and "last q" in header
+    cold_line = next(line for line in result.stdout.splitlines() if line.startswith("each frame cold"))
+    assert cold_line.split().count("1.000") == 5            # the cold row against itself: every ratio 1.000
 
 
 def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):

@@ -1,4 +1,6 @@
 """The per-frame optimiser: schedules, convergence stop, precision, and the overlapped pipeline."""
+import dataclasses
+
 import pytest
 
 from pipeline.config import Config
@@ -71,6 +73,39 @@ def test_the_early_stop_must_be_earned(objective):
     level = stops.losses["content"] + stops.losses["style"]
     good = stylise(content, content, objective, Plan(plan.scales, "lbfgs", 1.0, 0.5, 2, 2, quality_target=level * 2))
     assert good.converged and good.iterations < 40
+
+
+def test_a_frame_its_temporal_term_holds_back_is_relaxed_to_the_level(objective):
+    """A later frame held to its warped previous result (here: a stylised image moved by 3 and 5 px) at a
+    strong temporal weight cannot reach the level the frame reaches on its own; relaxing that weight every
+    few iterations lets it reach the level and stop there, and the result says how far the weight went. A
+    frame that starts where the last one ended (the shot carries the factor on) needs far fewer iterations.
+    The objective's weight is back to full for whatever comes next."""
+    import torch
+    from pipeline.losses import TemporalTarget
+    from pipeline.optimise import quality
+
+    content = to_tensor(texture(48, 64, 4))
+    shifted = torch.roll(stylise(content, content, objective, Plan((((48, 64), 30),), "lbfgs", 1.0)).image, (3, 5), (2, 3))
+    level = quality(stylise(content, shifted, objective, Plan((((48, 64), 30),), "lbfgs", 1.0)).losses)
+    held = [TemporalTarget(shifted, torch.ones(1, 1, 48, 64))]
+    objective.temporal_weight = 2000.0
+    try:
+        plan = Plan((((48, 64), 30),), "lbfgs", 1.0, quality_target=1.3 * level, extend_to=80, log_every=5)
+        pinned = stylise(content, shifted, objective, plan, temporal=held)
+        assert not pinned.converged and pinned.iterations == 80 and quality(pinned.losses) > 1.3 * level
+        assert pinned.temporal_scale == 1.0 and pinned.relaxed == 0
+        relaxing = dataclasses.replace(plan, relax=0.5, relax_every=10)
+        relaxed = stylise(content, shifted, objective, relaxing, temporal=held)
+        assert relaxed.converged and relaxed.iterations < 80 and quality(relaxed.losses) <= 1.3 * level
+        assert relaxed.relaxed >= 2 and relaxed.temporal_scale == 0.5 ** relaxed.relaxed
+        assert objective.temporal_scale == 1.0
+        carried = stylise(content, shifted, objective, dataclasses.replace(relaxing, temporal_scale=relaxed.temporal_scale),
+                          temporal=held)
+        assert carried.converged and carried.iterations <= relaxed.iterations / 2
+        assert quality(carried.losses) <= 1.3 * level
+    finally:
+        objective.temporal_weight = 0.0
 
 
 def test_convergence_stop_ends_early_and_never_exceeds_the_cap(objective):

@@ -252,6 +252,38 @@ def test_a_static_clip_stops_early_and_says_so(tmp_path, weights_file, style_ima
     assert all(e.iterations < 40 for e in done[1:])
 
 
+def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tmp_path, weights_file, style_image,
+                                                                            monkeypatch):
+    """At a temporal weight that holds later frames above the level, each frame relaxes it until it gets there;
+    the next frame starts one step stronger than the last ended. The log keeps each frame's factor, so a run
+    killed mid-shot resumes with the same weights and gives the same frames."""
+    frames = write_frames(moving_clip(frames=6, width=96, height=64).frames, tmp_path / "in")
+    cfg = small(weights_file, iterations=30, frame_iterations=10, quality_slack=1.05, temporal_weight=4e6,
+                relax_every=5, log_every=5)
+    summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
+    log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
+    assert summary.relaxed >= 3 and len(summary.temporal_scales) == 5 and min(summary.temporal_scales) < 1
+    for index in range(2, 6):  # started one step stronger than the previous frame ended
+        start = log[index]["temporal_scale"] / cfg.temporal_relax ** log[index]["relaxed"]
+        assert start == pytest.approx(min(1.0, log[index - 1]["temporal_scale"] / cfg.temporal_relax))
+    real = video.Shot._stylise
+
+    def killed(self, index, frame, motions):
+        if index == 4:
+            raise KeyboardInterrupt
+        return real(self, index, frame, motions)
+
+    monkeypatch.setattr(video.Shot, "_stylise", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(frames, style_image, tmp_path / "resumed", cfg)
+    monkeypatch.setattr(video.Shot, "_stylise", real)
+    resumed, _ = run_job(frames, style_image, tmp_path / "resumed", cfg)
+    assert resumed.resumed == 4 and resumed.temporal_scales == summary.temporal_scales[3:]
+    for index in range(6):
+        assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
+                              media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
+
+
 def test_cold_references_report_drift_and_a_resume_keeps_the_same_level(tmp_path, weights_file, style_image,
                                                                         monkeypatch):
     """--reference-every N optimises every Nth frame cold as well (not used in the output): the summary gives
