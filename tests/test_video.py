@@ -252,6 +252,22 @@ def test_a_static_clip_stops_early_and_says_so(tmp_path, weights_file, style_ima
     assert all(e.iterations < 40 for e in done[1:])
 
 
+def killed_then_resumed(monkeypatch, method: str, at: int, frames, style_image, output, cfg):
+    """Run the job killed (KeyboardInterrupt) when video.Shot.<method> reaches frame `at`, then rerun it."""
+    real = getattr(video.Shot, method)
+
+    def killed(self, index, *args):
+        if index == at:
+            raise KeyboardInterrupt
+        return real(self, index, *args)
+
+    monkeypatch.setattr(video.Shot, method, killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(frames, style_image, output, cfg)
+    monkeypatch.setattr(video.Shot, method, real)
+    return run_job(frames, style_image, output, cfg)
+
+
 def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tmp_path, weights_file, style_image,
                                                                             monkeypatch):
     """At a temporal weight that holds later frames above the level, each frame relaxes it until it gets there;
@@ -266,18 +282,7 @@ def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tm
     for index in range(2, 6):  # started one step stronger than the previous frame ended
         start = log[index]["temporal_scale"] / cfg.temporal_relax ** log[index]["relaxed"]
         assert start == pytest.approx(min(1.0, log[index - 1]["temporal_scale"] / cfg.temporal_relax))
-    real = video.Shot._stylise
-
-    def killed(self, index, frame, motions):
-        if index == 4:
-            raise KeyboardInterrupt
-        return real(self, index, frame, motions)
-
-    monkeypatch.setattr(video.Shot, "_stylise", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_job(frames, style_image, tmp_path / "resumed", cfg)
-    monkeypatch.setattr(video.Shot, "_stylise", real)
-    resumed, _ = run_job(frames, style_image, tmp_path / "resumed", cfg)
+    resumed, _ = killed_then_resumed(monkeypatch, "_stylise", 4, frames, style_image, tmp_path / "resumed", cfg)
     assert resumed.resumed == 4 and resumed.temporal_scales == summary.temporal_scales[3:]
     for index in range(6):
         assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
@@ -300,18 +305,7 @@ def test_cold_references_report_drift_and_a_resume_keeps_the_same_level(tmp_path
     reference_losses = {e.index: e.losses for e in events if isinstance(e, Reference)}
     for index, ratio in summary.drift():  # the summary's drift is what the events said, frame against reference
         assert ratio == pytest.approx(quality(frame_losses[index]) / quality(reference_losses[index]))
-    real = video.Shot._reference
-
-    def killed_in_reference(self, index, frame, content):
-        if index == 3:
-            raise KeyboardInterrupt
-        return real(self, index, frame, content)
-
-    monkeypatch.setattr(video.Shot, "_reference", killed_in_reference)
-    with pytest.raises(KeyboardInterrupt):
-        run_job(frames, style_image, tmp_path / "resumed", cfg)
-    monkeypatch.setattr(video.Shot, "_reference", real)
-    resumed, events = run_job(frames, style_image, tmp_path / "resumed", cfg)
+    resumed, events = killed_then_resumed(monkeypatch, "_reference", 3, frames, style_image, tmp_path / "resumed", cfg)
     assert resumed.resumed == 3 and sorted(resumed.references) == [3, 6]
     for index in range(7):
         assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
