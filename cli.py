@@ -261,7 +261,7 @@ class Reporter:
         elif isinstance(event, FrameDone):
             self.record("frame", index=event.index, iterations=event.iterations, seconds=round(event.seconds, 3),
                         losses=event.losses, cut=event.cut, resumed=event.resumed, pass_number=event.pass_number,
-                        reliable=event.reliable)
+                        reliable=event.reliable, temporal_scale=event.temporal_scale)
             if event.cut and not self.quiet:
                 self.write(f"{self.prefix}scene cut at frame {event.index}: started cold")
             if self.bar is not None and not self.image:

@@ -48,6 +48,7 @@ class FrameDone:
     resumed: bool = False
     pass_number: int = 1
     reliable: float | None = None     # the share of pixels whose flow was reliable (logged)
+    temporal_scale: float = 1.0       # the factor the frame's temporal weight ended at (relaxed to reach the level)
 
 
 @dataclass

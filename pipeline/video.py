@@ -699,7 +699,7 @@ class RunContext:
                            "contrast": contrast, "temporal_scale": result.temporal_scale,
                            "relaxed": result.relaxed, "time": round(time.time(), 3)})
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
-                            pass_number=pass_number, reliable=reliable))
+                            pass_number=pass_number, reliable=reliable, temporal_scale=result.temporal_scale))
 
 
 class Shot:
