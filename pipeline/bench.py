@@ -112,7 +112,7 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
         for name, label, changes in runs:
             cfg = Config(**{**base, **changes})
             progress(f"{name}: {label}")
-            output = workspace.root / f"out-{name}"
+            output = workspace.root / f"out-{name}".replace(".", "_")  # a folder: no suffix
             summary = video.run(video.Job(source, (workspace.style,), output), cfg)
             stylised = [media.read_image(output / media.FRAME_NAME.format(i)) for i in range(frames)]
             resized = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip.frames, stylised)]
@@ -419,8 +419,8 @@ DRIFT_VARIANTS = {
     "matched-detail": ("temporal detail 0.25, matched fill, earned stop",
                        dict(temporal_detail=0.25, unreliable_init="matched", **HELD)),
     "held": ("low-pass, matched fill, stop at 1.15x, full temporal weight", dict(HELD)),
-    "relax-1.15": ("+ temporal weight relaxed to the level, slack 1.15", dict(quality_slack=1.15)),
-    "relax-1.05": ("+ temporal weight relaxed to the level, slack 1.05", dict(quality_slack=1.05)),
+    "relax-115": ("+ temporal weight relaxed to the level, slack 1.15", dict(quality_slack=1.15)),
+    "relax-105": ("+ temporal weight relaxed to the level, slack 1.05", dict(quality_slack=1.05)),
     "default": ("the current defaults", dict()),
 }
 
@@ -485,7 +485,7 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
             label, changes = DRIFT_VARIANTS[name]
             cfg = Config(**{**base, **changes})
             progress(f"{name}: {label}")
-            output = workspace.root / f"out-{name}"
+            output = workspace.root / f"out-{name}".replace(".", "_")  # a folder: no suffix
             started = time.perf_counter()
             summary = video.run(video.Job(source, (workspace.style,), output), cfg)
             seconds = time.perf_counter() - started

@@ -50,7 +50,8 @@ class Plan:
     tolerance: float = 0.0
     tolerance_window: int = 20
     log_every: int = 10
-    # The convergence stop may end the frame only once content + style are at or below this (None: always).
+    # At the final scale, the frame stops as soon as content + style are at or below this (None: no level; the
+    # tolerance stop applies instead).
     quality_target: float | None = None
     # A frame still above quality_target at the final scale's cap keeps going up to this many iterations there.
     extend_to: int = 0

@@ -18,10 +18,11 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert clip["frames"] == 3 and clip["ours_iterations_first"] == 6
     assert clip["ours_iterations_later"] <= 4  # the cap, extended twofold for frames below the cold level
     assert clip["speedup"] == clip["reference_seconds"] / clip["ours_seconds"]
-    result = cli("bench", "flicker", "--frames", "3", "--size", "40", "--iterations", "3", "--json", tmp_path / "f.json")
+    result = cli("bench", "flicker", "--frames", "3", "--size", "40", "--iterations", "3", "--temporal-weights", "0.5",
+                 "--json", tmp_path / "f.json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads((tmp_path / "f.json").read_text())
-    assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "held", "temporal", "long-term"]
+    assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "held", "temporal", "long-term", "temporal@0.5"]
     assert rows[0]["later_iterations"] == 3                 # cold frames: all the first frame's iterations
     assert rows[3]["later_iterations"] == 1                 # warm: a third ...
     assert 1 <= rows[5]["later_iterations"] <= 2            # ... twice that for a frame below the cold level
