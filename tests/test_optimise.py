@@ -91,13 +91,13 @@ def test_a_frame_its_temporal_term_holds_back_is_relaxed_to_the_level(objective)
     held = [TemporalTarget(shifted, torch.ones(1, 1, 48, 64))]
     objective.temporal_weight = 2000.0
     try:
-        plan = Plan((((48, 64), 30),), "lbfgs", 1.0, quality_target=1.3 * level, extend_to=80, log_every=5)
+        plan = Plan((((48, 64), 30),), "lbfgs", 1.0, quality_target=1.3 * level, extend_to=120, log_every=5)
         pinned = stylise(content, shifted, objective, plan, temporal=held)
-        assert not pinned.converged and pinned.iterations == 80 and quality(pinned.losses) > 1.3 * level
+        assert not pinned.converged and pinned.iterations == 120 and quality(pinned.losses) > 1.3 * level
         assert pinned.temporal_scale == 1.0 and pinned.relaxed == 0
         relaxing = dataclasses.replace(plan, relax=0.5, relax_every=10)
         relaxed = stylise(content, shifted, objective, relaxing, temporal=held)
-        assert relaxed.converged and relaxed.iterations < 80 and quality(relaxed.losses) <= 1.3 * level
+        assert relaxed.converged and relaxed.iterations < 120 and quality(relaxed.losses) <= 1.3 * level
         assert relaxed.relaxed >= 2 and relaxed.temporal_scale == 0.5 ** relaxed.relaxed
         assert objective.temporal_scale == 1.0
         carried = stylise(content, shifted, objective, dataclasses.replace(relaxing, temporal_scale=relaxed.temporal_scale),
