@@ -120,12 +120,12 @@ class Config:
     # quality_slack of the level the video reached cold (the first frame after each cut, and the sampled cold
     # references); a frame that is worse keeps iterating, up to frame_extension times frame_iterations, and
     # every relax_every iterations it is still worse its temporal weight is multiplied by temporal_relax. The
-    # next frame starts one step stronger than that frame ended (divided by temporal_relax, 1 at most).
+    # next frame starts one step stronger than that frame ended if it reached the level, else where it started.
     # Measured (README, "Later frames as good as the first"; 100 frames, tutorial objective): holding every
     # frame at full temporal weight left later frames 1.26x worse than cold and rising over the shot; relaxed
     # to the level they stay near quality_slack with a seventh of the cold loop's iterations. quality_slack sets
     # the trade: 1.15 leaves later frames at 1.13x and keeps `bench flicker`'s temporal error where full weight
-    # had it; 1.05 brings them to 1.04x; 1.10 was chosen: 1.09x, for 8.5% more temporal error than full weight.
+    # had it; 1.05 brings them to 1.04x; 1.10 was chosen: 1.09x, for 5% more temporal error than full weight.
     frame_extension: float = _field(2.0, doc="a later frame still worse than the cold level (see quality_slack) at frame_iterations keeps going up to this many times frame_iterations (1: never)")
     quality_slack: float = _field(1.10, doc="a later frame stops as soon as its content + style are within this factor of the cold level (0: no level; the plain tolerance stop)")
     temporal_relax: float = _field(0.5, doc="a later frame still worse than the cold level after relax_every iterations has its temporal weight multiplied by this (1: never relax)")

@@ -671,7 +671,8 @@ class RunContext:
             if self.work is not None:
                 self.work.log({"index": index, "pass": 1, "burn_in": True, "iterations": result.iterations,
                                "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty,
-                               "temporal_scale": result.temporal_scale, "relaxed": result.relaxed})
+                               "temporal_scale": result.temporal_scale, "relaxed": result.relaxed,
+                               "converged": result.converged})
             return
         s = self.summary
         s.stylised += 1
@@ -723,9 +724,9 @@ class Shot:
         # that ratio stays within about 10% while the cold level itself rises 30% with the scene, so a later
         # frame's own target is this ratio times its own input's style term.
         self.level: float | None = None
-        # Where the next later frame's temporal weight starts (optimise.Plan.relax): one step stronger than the
-        # factor the previous frame ended with (divided by temporal_relax, 1 at most), so the weight follows what
-        # the frames need and never runs away (measured: carrying the factor as it was ratcheted it down to 1e-8).
+        # Where the next later frame's temporal weight starts (optimise.Plan.relax; see _carry), so the weight
+        # follows what the frames need and does not run away (measured: carrying the factor as it was ratcheted it
+        # down to 1e-8; carrying the relaxing of frames that never reached the level, to 1e-10).
         self.temporal_scale = 1.0
         self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
         if ctx.work is not None and self.saved(start) is not None:  # an earlier run began this shot
@@ -762,7 +763,7 @@ class Shot:
                 continue
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
-                self._carry(record.get("temporal_scale", 1.0))
+                self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")))
             if record.get("reference") or record.get("cut") or record["index"] == self.start:
                 if record.get("difficulty"):
                     self.level = quality(record["losses"]) / record["difficulty"]
@@ -818,15 +819,19 @@ class Shot:
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
         ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty, burn_in=burn_in,
                    contrast=contrast)
-        self._carry(result.temporal_scale)
+        self._carry(result.temporal_scale, result.relaxed, result.converged)
         if cold and difficulty:
             self.level = quality(result.losses) / difficulty
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
             self._reference(index, frame, content)
         return finished
 
-    def _carry(self, scale: float) -> None:
-        self.temporal_scale = min(1.0, scale / self.ctx.cfg.temporal_relax)
+    def _carry(self, scale: float, relaxed: int, reached: bool) -> None:
+        """The next frame's starting factor: one step stronger than this frame ended where relaxing bought it the
+        level; where the frame ended at its cap without it, the factor it started with (relaxing that did not help
+        is not carried on, so frames that cannot reach the level do not drive the weight to nothing)."""
+        relax = self.ctx.cfg.temporal_relax
+        self.temporal_scale = min(1.0, scale / relax if reached else scale / relax ** relaxed)
 
     def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor) -> None:
         """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot
