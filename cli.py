@@ -362,7 +362,9 @@ def summary_line(summary: Any) -> str:
         parts.append(f"later frames {sum(later_iterations) / len(later_iterations):.0f} iterations on average, "
                      f"{summary.early_stops} of {len(later)} stopped early at the cold level"
                      + (f", {summary.relaxed} with the temporal weight relaxed (to {min(summary.temporal_scales):.2g}x "
-                        "at the least)" if summary.relaxed else "") + ";")
+                        "at the least)" if summary.relaxed else "")
+                     + (f", plus {summary.level_iterations / len(later):.0f} per later frame measuring the cold level"
+                        if summary.level_iterations else "") + ";")
     drift = summary.drift()
     if drift:
         worst = max(drift, key=lambda d: d[1])

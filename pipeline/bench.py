@@ -80,10 +80,20 @@ class FlickerRow:
     later_seconds: float
     temporal_weight: float
     per_frame: list[tuple[float, float]] = field(default_factory=list)   # (content, style) of every frame
+    level_iterations: float = 0.0  # per later frame, spent measuring the cold level (probes)
 
     def quality_ratios(self, cold: "FlickerRow") -> list[float]:
         """Later frames' content + style against the same frame optimised cold (the cold row's)."""
         return [(c + s) / (cc + cs) for (c, s), (cc, cs) in zip(self.per_frame[1:], cold.per_frame[1:])]
+
+
+def later_evaluations(summary: video.Summary) -> tuple[float, float]:
+    """Evaluations of the objective per later frame, mean: the frames' own, and those spent measuring the cold
+    level they are judged against (probes, references) shared out over them."""
+    later = len(summary.iterations) - 1
+    if later < 1:
+        return 0.0, 0.0
+    return sum(summary.iterations[1:]) / later, summary.level_iterations / later
 
 
 def flicker_clip(frames: int, size: int) -> SyntheticClip:
@@ -118,14 +128,13 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
             resized = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip.frames, stylised)]
             estimated = temporal_errors(iter(stylised), iter(resized), cfg=cfg).mean("stylised")
             finals = [summary.losses[i] for i in range(frames)]
-            later = summary.iterations[1:] or [0]
             rows.append(FlickerRow(
                 name, label, truth_error(stylised, clip.backward, clip.visible), estimated,
                 float(np.mean([f["style"] for f in finals])), float(np.mean([f["content"] for f in finals])),
-                summary.iterations[0], float(np.mean(later)), summary.first_frame_seconds or 0.0,
+                summary.iterations[0], later_evaluations(summary)[0], summary.first_frame_seconds or 0.0,
                 float(np.mean(summary.later_frame_seconds)) if summary.later_frame_seconds else 0.0,
                 cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0,
-                [(f["content"], f["style"]) for f in finals]))
+                [(f["content"], f["style"]) for f in finals], later_evaluations(summary)[1]))
         return rows
     finally:
         workspace.cleanup()
@@ -156,7 +165,8 @@ def flicker_table(rows: list[FlickerRow]) -> str:
         ("c+s vs cold", 11, lambda r: ratio(r, slice(None))),
         ("1st q", 6, lambda r: ratio(r, slice(0, quarter))),
         ("last q", 6, lambda r: ratio(r, slice(-quarter, None))),
-        ("it first/later", 15, lambda r: f"{r.first_iterations}/{r.later_iterations:.1f}"),
+        ("it first/later+level", 20,
+         lambda r: f"{r.first_iterations}/{r.later_iterations:.1f}+{r.level_iterations:.1f}"),
         ("s first/later", 14, lambda r: f"{r.first_seconds:.2f}/{r.later_seconds:.2f}")], rows)
 
 
@@ -343,6 +353,7 @@ class ClipRow:
     ours_later: float
     ours_iterations_first: int
     ours_iterations_later: float
+    ours_level_iterations: float   # per later frame, spent measuring the cold level (probes)
     idle_fraction: float
     peak_memory: int
     reference_seconds: float
@@ -387,7 +398,7 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
         truth = lambda images: truth_error([media.resize(i, (clip.frames[0].shape[1], clip.frames[0].shape[0]))  # noqa: E731
                                             for i in images], clip.backward, clip.visible)
         return ClipRow((size[0], size[1]), frames, ours_total, summary.first_frame_seconds or 0.0,
-                       float(np.mean(later)), summary.iterations[0], float(np.mean(summary.iterations[1:] or [0])),
+                       float(np.mean(later)), summary.iterations[0], *later_evaluations(summary),
                        summary.idle_fraction, peak_memory(device), ref_total, float(np.mean(seconds)),
                        ref_total / ours_total, float(np.mean(seconds[1:])) / float(np.mean(later)),
                        float(np.mean([f["style"] for f in finals])),
@@ -421,6 +432,8 @@ DRIFT_VARIANTS = {
     "held": ("low-pass, matched fill, stop at 1.15x, full temporal weight", dict(HELD)),
     "relax-115": ("+ temporal weight relaxed to the level, slack 1.15", dict(quality_slack=1.15)),
     "relax-105": ("+ temporal weight relaxed to the level, slack 1.05", dict(quality_slack=1.05)),
+    "probe-5": ("+ the cold level probed every 5 frames", dict(probe_every=5)),
+    "first-level": ("+ judged by the first frame's level throughout (no probes)", dict(probe_every=0)),
     "default": ("the current defaults", dict()),
 }
 
@@ -437,9 +450,10 @@ class DriftRow:
     last_quarter: float         # ... and of the last quarter: a drift shows as last > first
     temporal_error: float       # RMSE 0-255 against the previous frame warped by flow on the input (`eval`)
     later_iterations: float     # evaluations per later frame, mean
+    level_iterations: float     # ... and per later frame, those spent measuring the cold level (probes, references)
     early_stops: int
     later_frames: int
-    speedup: float              # cold per-frame evaluations / later frames' mean
+    speedup: float              # cold per-frame evaluations / later frames' mean, level measurements included
     seconds: float
     per_frame: list[tuple[float, float]]   # (content, style) of every frame
 
@@ -498,12 +512,13 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
             stylised = [media.read_image(output / media.FRAME_NAME.format(i)) for i in range(frames)]
             originals = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip, stylised)]
             error = temporal_errors(iter(stylised), iter(originals), cfg=cfg).mean("stylised")
-            later_iterations = float(np.mean(summary.iterations[1:]))
+            later_iterations, level_iterations = later_evaluations(summary)
             rows.append(DriftRow(
                 name, label, float(np.mean([per_frame[i][0] / cold[i][0] for i in later])),
                 float(np.mean([per_frame[i][1] / cold[i][1] for i in later])), float(np.mean(list(ratio.values()))),
                 max(ratio.values()), float(np.mean(first_q)), float(np.mean(last_q)), error, later_iterations,
-                summary.early_stops, len(summary.later_frame_seconds), iterations / later_iterations, seconds,
+                level_iterations, summary.early_stops, len(summary.later_frame_seconds),
+                iterations / (later_iterations + level_iterations), seconds,
                 per_frame))
         return rows, cold
     finally:
@@ -521,6 +536,7 @@ def drift_table(rows: list[DriftRow]) -> str:
         ("last q", 6, lambda r: f"{r.last_quarter:.3f}"),
         ("temp.err", 8, lambda r: f"{r.temporal_error:.3f}"),
         ("it/later", 8, lambda r: f"{r.later_iterations:.1f}"),
+        ("+level", 6, lambda r: f"{r.level_iterations:.1f}"),
         ("early", 7, lambda r: f"{r.early_stops}/{r.later_frames}"),
         ("speed-up", 8, lambda r: f"{r.speedup:.2f}x"),
         ("s", 6, lambda r: f"{r.seconds:.0f}")], rows, "(ratios: later frames / cold optimisation of the same frame)")
@@ -645,7 +661,8 @@ def clip_report(row: "ClipRow") -> str:
     return "\n".join([
         f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:",
         f"  nst-video: {row.ours_seconds:.1f} s (first frame {row.ours_first:.2f} s, {row.ours_iterations_first} "
-        f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations); "
+        f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations + "
+        f"{row.ours_level_iterations:.1f} probing the cold level); "
         f"optimiser idle {100 * row.idle_fraction:.1f}%; peak memory {row.peak_memory / 2**20:.0f} MiB",
         f"  plain per-frame Gatys: {row.reference_seconds:.1f} s ({row.reference_per_frame:.2f} s/frame)",
         f"  speed-up: whole clip {row.speedup:.2f}x, later frames {row.later_speedup:.2f}x",

@@ -80,13 +80,14 @@ class Summary:
     temporal_scales: list[float] = field(default_factory=list)  # later frames' final temporal weight factor, in order
     losses: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> losses of the saved frame (pass 1)
     references: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> cold losses (--reference-every)
+    level_iterations: int = 0              # evaluations spent measuring the cold level: probes and references
     shots: int = 0                         # a run in shots: the shots found by the pre-pass,
     units: int = 0                         # the units they made (chunks of long shots count apiece),
     prepass_seconds: float = 0.0           # and how long the pre-pass took (0: its cut list was kept)
 
     def merge(self, part: "Summary") -> None:
         """Add the figures of one unit of a run in shots (run_shot), taken in the order of the frames."""
-        for name in ("stylised", "resumed", "early_stops", "relaxed"):
+        for name in ("stylised", "resumed", "early_stops", "relaxed", "level_iterations"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.iterations += part.iterations
         self.temporal_scales += part.temporal_scales
@@ -665,12 +666,12 @@ class RunContext:
                                crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
     def record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
-               reliable: float | None, difficulty: float | None = None, *, burn_in: bool = False,
+               reliable: float | None, probe: float | None = None, *, burn_in: bool = False,
                contrast: float | None = None) -> None:
         if burn_in:  # a chunk's burn-in frame: logged as such, not one of the run's frames (the previous chunk's is)
             if self.work is not None:
                 self.work.log({"index": index, "pass": 1, "burn_in": True, "iterations": result.iterations,
-                               "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty,
+                               "losses": result.losses, "seconds": round(seconds, 4), "probe": probe,
                                "temporal_scale": result.temporal_scale, "relaxed": result.relaxed,
                                "converged": result.converged})
             return
@@ -696,7 +697,7 @@ class RunContext:
         if self.work is not None:
             self.work.log({"index": index, "pass": pass_number, "iterations": result.iterations,
                            "losses": result.losses, "seconds": round(seconds, 4), "cut": cut,
-                           "converged": result.converged, "reliable": reliable, "difficulty": difficulty,
+                           "converged": result.converged, "reliable": reliable, "probe": probe,
                            "contrast": contrast, "temporal_scale": result.temporal_scale,
                            "relaxed": result.relaxed, "time": round(time.time(), 3)})
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
@@ -719,11 +720,12 @@ class Shot:
         self.cut_start = start > 0 and cut is not False   # its first frame is a scene cut (not frame 0, not a chunk's)
         keep = max(long_term_offsets(ctx.cfg.long_term)) if ctx.cfg.flow else 1
         self.history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
-        # The level the shot reached cold, per unit of difficulty: content + style of the latest cold optimisation
-        # (its first frame, a reference) over the style term of its raw input frame. Measured on the drift clip,
-        # that ratio stays within about 10% while the cold level itself rises 30% with the scene, so a later
-        # frame's own target is this ratio times its own input's style term.
+        # The level the shot reached cold, per unit of probe: content + style of the latest cold optimisation (its
+        # first frame, a reference) over that of a short cold run on the same frame (_probe). A later frame is
+        # judged against this ratio times the latest probe (one every probe_every frames): what cold
+        # optimisation would reach on the scene as it is now (see Config.probe_every for the measurements).
         self.level: float | None = None
+        self.probe: float | None = None
         # Where the next later frame's temporal weight starts (optimise.Plan.relax; see _carry), so the weight
         # follows what the frames need and does not run away (measured: carrying the factor as it was ratcheted it
         # down to 1e-8; carrying the relaxing of frames that never reached the level, to 1e-10).
@@ -764,11 +766,12 @@ class Shot:
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
                 self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")))
-            if record.get("reference") or record.get("cut") or record["index"] == self.start:
-                if record.get("difficulty"):
-                    self.level = quality(record["losses"]) / record["difficulty"]
-                if record.get("reference"):
-                    self.ctx.summary.references[record["index"]] = record["losses"]
+            if record.get("probe"):
+                self.probe = record["probe"]
+                if record.get("reference") or record.get("cut") or record["index"] == self.start:
+                    self.level = quality(record["losses"]) / self.probe
+            if record.get("reference"):
+                self.ctx.summary.references[record["index"]] = record["losses"]
         self.sweeping = work.pass_state(self.keep_from)[0] > 1
 
     def add(self, index: int, frame: np.ndarray, motions: list[Motion], finished: np.ndarray | None,
@@ -804,9 +807,13 @@ class Shot:
             previous = {j: self.history[-j] for j in range(1, len(self.history) + 1)}
             init, temporal = stylist.warm_start(index, frame, previous, motions)
         plan = Plan.for_frame(cfg, tuple(content.shape[-2:]), first=cold)
-        difficulty = stylist.objective.style_term(stylist.space(content)) if cfg.quality_slack else None
-        if not cold and difficulty is not None and self.level is not None:  # the early stop must be earned
-            plan = dataclasses.replace(plan, quality_target=self.level * difficulty * cfg.quality_slack,
+        # the cold level is probed on the shot's first frame and every probe_every frames after it (a single image,
+        # or every frame cold, leaves no later frame to judge)
+        probed = (cfg.quality_slack and cfg.warm_start and ctx.source.frames != 1
+                  and (cold or (cfg.probe_every and (index - self.start) % cfg.probe_every == 0)))
+        probe = self._probe(index, frame, content) if probed else None
+        if not cold and self.level is not None and self.probe:  # the early stop must be earned
+            plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
                                        extend_to=round(cfg.frame_iterations * cfg.frame_extension),
                                        temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
                                        relax_every=cfg.relax_every)
@@ -817,14 +824,26 @@ class Shot:
         reliable = motions[0].reliable if motions and cfg.flow else None
         # the result's contrast against its input's: a collapse (a flat, washed-out frame) is flagged by the report
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
-        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, difficulty, burn_in=burn_in,
+        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, probe, burn_in=burn_in,
                    contrast=contrast)
         self._carry(result.temporal_scale, result.relaxed, result.converged)
-        if cold and difficulty:
-            self.level = quality(result.losses) / difficulty
+        if cold and probe:
+            self.level = quality(result.losses) / probe
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
-            self._reference(index, frame, content)
+            self._reference(index, frame, content, probe)
         return finished
+
+    def _probe(self, index: int, frame: np.ndarray, content: torch.Tensor) -> float | None:
+        """A short cold optimisation of this frame (not used in the output): its content + style, the scene's
+        difficulty as the optimiser sees it. Becomes the shot's latest probe; None where it is zero."""
+        ctx = self.ctx
+        stylist = ctx.stylist(frame)
+        plan = Plan(((tuple(content.shape[-2:]), ctx.cfg.probe_iterations),), ctx.cfg.optimizer, ctx.cfg.step_size,
+                    log_every=ctx.cfg.log_every)
+        _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
+        ctx.summary.level_iterations += result.iterations
+        self.probe = quality(result.losses) or None
+        return self.probe
 
     def _carry(self, scale: float, relaxed: int, reached: bool) -> None:
         """The next frame's starting factor: one step stronger than this frame ended where relaxing bought it the
@@ -833,23 +852,26 @@ class Shot:
         relax = self.ctx.cfg.temporal_relax
         self.temporal_scale = min(1.0, scale / relax if reached else scale / relax ** relaxed)
 
-    def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor) -> None:
+    def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor, probe: float | None) -> None:
         """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot
-        should still be at. Later frames are then judged against it. It runs before the frame is handed to the
-        writer, so a run killed during it redoes the frame and its reference on resume."""
+        should still be at. Later frames are then judged against it (with this frame's probe, `probe` where it
+        was just taken). It runs before the frame is handed to the writer, so a run killed during it redoes the
+        frame and its reference on resume."""
         ctx = self.ctx
         started = time.perf_counter()
         stylist = ctx.stylist(frame)
         plan = Plan.for_frame(ctx.cfg, tuple(content.shape[-2:]), first=True)
         _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
+        ctx.summary.level_iterations += result.iterations
+        if ctx.cfg.quality_slack:
+            probe = probe or self._probe(index, frame, content)
+            if probe:
+                self.level = quality(result.losses) / probe
         seconds = time.perf_counter() - started
-        difficulty = stylist.objective.style_term(stylist.space(content))
-        if difficulty:
-            self.level = quality(result.losses) / difficulty
         ctx.summary.references[index] = result.losses
         if ctx.work is not None:
             ctx.work.log({"index": index, "pass": 1, "reference": True, "iterations": result.iterations,
-                          "losses": result.losses, "seconds": round(seconds, 4), "difficulty": difficulty})
+                          "losses": result.losses, "seconds": round(seconds, 4), "probe": probe})
         ctx.emit(Reference(index, result.losses, result.iterations, seconds))
 
     def finish(self) -> None:

@@ -15,7 +15,8 @@ from pipeline.events import FrameDone, Reference, Started
 
 def small(weights_file, **changes) -> Config:
     values = dict(weights=str(weights_file), size=64, iterations=12, frame_iterations=4, device="cpu",
-                  tolerance=0.0, quality_slack=0.0, **MECHANICS_WEIGHTS)  # no stop, no extension: exact counts
+                  tolerance=0.0, quality_slack=0.0, probe_iterations=10,  # no stop, no extension: exact counts
+                  **MECHANICS_WEIGHTS)
     values.update(changes)
     return Config(**values)
 
@@ -289,6 +290,42 @@ def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tm
     for index in range(6):
         assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
                               media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
+
+
+def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scene(tmp_path, weights_file,
+                                                                                   style_image, monkeypatch):
+    """The cold level moves with the scene. A short cold optimisation (a probe) of the shot's first frame and of
+    every probe_every-th frame after it rescales the first frame's level, and each later frame's stop is judged
+    against the latest. The probes are counted apart from the frames' iterations and logged, and a run killed
+    mid-shot restores the latest probe, so it gives the same frames."""
+    frames = write_frames(moving_clip(frames=6, width=96, height=64).frames, tmp_path / "in")
+    cfg = small(weights_file, iterations=30, frame_iterations=10, quality_slack=1.10, probe_every=2,
+                probe_iterations=8, log_every=5)
+    targets = {}
+    real = video.stylise
+
+    def spy(content, init, objective, plan, *, temporal=None, frame=0, **kwargs):
+        if temporal:  # a later frame's own optimisation (probes and cold frames have no temporal target)
+            targets[frame] = plan.quality_target
+        return real(content, init, objective, plan, temporal=temporal, frame=frame, **kwargs)
+
+    monkeypatch.setattr(video, "stylise", spy)
+    summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
+    log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
+    probes = {index: r["probe"] for index, r in log.items() if r.get("probe")}
+    assert sorted(probes) == [0, 2, 4] and len(set(probes.values())) == 3   # the scene moved, and so did its probe
+    assert summary.level_iterations == 3 * 8 and summary.iterations[1:] == [log[i]["iterations"] for i in range(1, 6)]
+    level = quality(log[0]["losses"]) / probes[0]   # the first frame's cold level per unit of probe
+    for index in range(1, 6):
+        latest = probes[max(p for p in probes if p <= index)]
+        assert targets[index] == pytest.approx(level * latest * cfg.quality_slack), index
+    resumed, _ = killed_then_resumed(monkeypatch, "_stylise", 3, frames, style_image, tmp_path / "resumed", cfg)
+    assert resumed.resumed == 3 and resumed.level_iterations == 8   # frame 4's probe; frame 2's came from the log
+    for index in range(6):
+        assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
+                              media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
+    image, _ = run_job(tmp_path / "in" / "frame_0.png", style_image, tmp_path / "image.png", cfg)
+    assert image.level_iterations == 0   # a single image has no later frame to judge: no probe
 
 
 def test_cold_references_report_drift_and_a_resume_keeps_the_same_level(tmp_path, weights_file, style_image,
