@@ -60,6 +60,7 @@ class Plan:
     temporal_scale: float = 1.0
     relax: float = 1.0
     relax_every: int = 0
+    relax_floor: float = 0.0   # the factor is never relaxed below this
     # How far inside (0, 1) L-BFGS's start is moved (see BOUND_EPS): wide for a cold start, narrow for a warm one.
     start_margin: float = COLD_MARGIN
 
@@ -327,7 +328,9 @@ class _Scale:
         return False
 
     def _can_relax(self) -> bool:
-        return self.run.plan.relax < 1 and bool(self.run.objective.temporal) and self.run.objective.temporal_weight > 0
+        objective, plan = self.run.objective, self.run.plan
+        return (plan.relax < 1 and bool(objective.temporal) and objective.temporal_weight > 0
+                and objective.temporal_scale * plan.relax >= plan.relax_floor * (1 - 1e-9))
 
     def relax(self) -> None:
         """The frame is still worse than the level: its temporal term is what holds it there (held to the warped

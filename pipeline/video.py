@@ -816,7 +816,7 @@ class Shot:
             plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
                                        extend_to=round(cfg.frame_iterations * cfg.frame_extension),
                                        temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
-                                       relax_every=cfg.relax_every)
+                                       relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor)
         job = ctx.job
         snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,

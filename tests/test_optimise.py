@@ -104,6 +104,10 @@ def test_a_frame_its_temporal_term_holds_back_is_relaxed_to_the_level(objective)
                           temporal=held)
         assert carried.converged and carried.iterations <= relaxed.iterations / 2
         assert quality(carried.losses) <= 1.3 * level
+        floored = stylise(content, shifted, objective, dataclasses.replace(relaxing, relax_floor=0.5 ** (relaxed.relaxed - 1)),
+                          temporal=held)   # the floor one step above what the level needed: never relaxed past it
+        assert floored.temporal_scale == 0.5 ** (relaxed.relaxed - 1) and floored.relaxed == relaxed.relaxed - 1
+        assert floored.converged or floored.iterations == 120   # at the floor it keeps going, up to the cap
     finally:
         objective.temporal_weight = 0.0
 
