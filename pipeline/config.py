@@ -149,7 +149,7 @@ class Config:
     # with the tutorial's, flat over the shot; probing every 5 frames instead of 10 bought nothing measurable
     # there for twice the probes (4 evaluations per later frame at 10).
     probe_every: int = _field(10, doc="frames between probes of the cold level: a short cold optimisation of the frame (probe_iterations, not used in the output) rescales the level later frames are judged against (0: only at the shot's first frame and the cold references)")
-    probe_iterations: int = _field(40, doc="iterations of a probe of the cold level (see probe_every)")
+    probe_iterations: int = _field(40, doc="iterations of a probe of the cold level (see probe_every), at most `iterations`")
     # Coarse to fine in steps of sqrt(2), as crowsonkb/style-transfer-pytorch does; measured in `nst-video bench`.
     scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped", flag=True, metavar="S1,S2,..")
     scale_iterations: tuple[int, ...] = _field((150, 100, 75, 75), doc="iterations at each coarse size (one per entry of `scales`); shrunk in proportion where they would take over 80% of the frame's budget", flag=True, metavar="N1,N2,..")

@@ -838,7 +838,8 @@ class Shot:
         difficulty as the optimiser sees it. Becomes the shot's latest probe; None where it is zero."""
         ctx = self.ctx
         stylist = ctx.stylist(frame)
-        plan = Plan(((tuple(content.shape[-2:]), ctx.cfg.probe_iterations),), ctx.cfg.optimizer, ctx.cfg.step_size,
+        iterations = min(ctx.cfg.probe_iterations, ctx.cfg.iterations)  # never longer than the cold frame it stands for
+        plan = Plan(((tuple(content.shape[-2:]), iterations),), ctx.cfg.optimizer, ctx.cfg.step_size,
                     log_every=ctx.cfg.log_every)
         _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
         ctx.summary.level_iterations += result.iterations

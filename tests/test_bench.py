@@ -26,7 +26,7 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert rows[0]["later_iterations"] == 3                 # cold frames: all the first frame's iterations
     assert rows[3]["later_iterations"] == 1                 # warm: a third ...
     assert 1 <= rows[5]["later_iterations"] <= 2            # ... twice that for a frame below the cold level
-    assert rows[5]["level_iterations"] == 40 / 2            # frame 0's probe of the cold level, per later frame
+    assert rows[5]["level_iterations"] == 3 / 2   # frame 0's probe of the cold level (at most --iterations), per later frame
     assert rows[0]["level_iterations"] == rows[3]["level_iterations"] == 0   # nothing judged, nothing probed
     assert all(len(r["per_frame"]) == 3 for r in rows)      # each frame's content and style, for quality over time
     header = result.stdout.splitlines()[0]
@@ -51,7 +51,7 @@ def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):
         ratios = [sum(row["per_frame"][i]) / sum(report["cold"][str(i)]) for i in (4, 8)]
         assert row["quality_ratio"] == sum(ratios) / 2 and row["worst_ratio"] == max(ratios)
         assert row["speedup"] == 6 / (row["later_iterations"] + row["level_iterations"])   # probes count too
-    assert rows["ruder"]["level_iterations"] == 0 and rows["default"]["level_iterations"] == 40 * 2 / 11
+    assert rows["ruder"]["level_iterations"] == 0 and rows["default"]["level_iterations"] == 6 * 2 / 11
     assert "ruder: Ruder's loss" in result.stdout
     result = cli("bench", "drift", "--variants", "nope")
     assert result.exit_code == 2 and "unknown variant 'nope'" in result.stderr
