@@ -128,13 +128,14 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
             resized = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip.frames, stylised)]
             estimated = temporal_errors(iter(stylised), iter(resized), cfg=cfg).mean("stylised")
             finals = [summary.losses[i] for i in range(frames)]
+            later_iterations, level_iterations = later_evaluations(summary)
             rows.append(FlickerRow(
                 name, label, truth_error(stylised, clip.backward, clip.visible), estimated,
                 float(np.mean([f["style"] for f in finals])), float(np.mean([f["content"] for f in finals])),
-                summary.iterations[0], later_evaluations(summary)[0], summary.first_frame_seconds or 0.0,
+                summary.iterations[0], later_iterations, summary.first_frame_seconds or 0.0,
                 float(np.mean(summary.later_frame_seconds)) if summary.later_frame_seconds else 0.0,
                 cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0,
-                [(f["content"], f["style"]) for f in finals], later_evaluations(summary)[1]))
+                [(f["content"], f["style"]) for f in finals], level_iterations))
         return rows
     finally:
         workspace.cleanup()

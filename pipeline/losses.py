@@ -192,14 +192,6 @@ class Objective:
             style = style + weight * style_scale[layer] * style_layer_loss(gram(features[layer]), self.style_targets[layer])
         return self.style_weight * style
 
-    def style_term(self, image: torch.Tensor) -> float:
-        """The weighted style term of `image` as it is (no gradient, one host read). Of a raw content frame, it
-        measures how far that frame is from the style: how much work a cold optimisation of it has to do."""
-        self.prepare(tuple(image.shape[-2:]))
-        with torch.no_grad():
-            features = self.features(image, tuple(self.style_layers))
-            return float(self._style(features, image))
-
     def set_temporal(self, targets: Sequence[TemporalTarget]) -> None:
         """Warped previous results and their weights, already at the size being optimised."""
         self.temporal = list(targets)
