@@ -867,7 +867,7 @@ def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, 
         from pipeline.figures import quality_plot
 
         quality_plot({r.name: [c + s for c, s in r.per_frame] for r in rows},
-                     {i: c + s for i, (c, s) in cold.items()}, plot,
+                     {i: c + s for i, (c, s, *_) in cold.items()}, plot,
                      title=f"Quality over time ({frames} frames, {objective} objective)")
     _write_json(json_file, {"rows": [r.__dict__ for r in rows], "cold": cold})
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import media, video
 from .config import Config
-from .metrics import temporal_errors, truth_error
+from .metrics import detail_energy, temporal_errors, truth_error
 from .synthetic import MECHANICS_WEIGHTS, SyntheticClip, moving_clip, save_random_weights, texture, write_frames
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -59,10 +59,12 @@ FLICKER_VARIANTS = {
     "plain": ("plain warm start", dict(flow=False)),
     "flow": ("flow-warped warm start", dict(temporal_weight=0.0)),
     "ruder": ("flow + Ruder's pixel-wise temporal loss", dict(temporal_detail=1.0, unreliable_init="warped",
-                                                               quality_slack=0.0)),
+                                                               start_warp="bilinear", quality_slack=0.0)),
     "held": ("flow + temporal loss held at full weight", dict(temporal_relax=1.0, quality_slack=1.15)),
     "temporal": ("flow + temporal loss (default)", dict()),
     "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
+    "previous": ("flow + temporal loss, last round's default (bilinear start, relaxed to any weight)",
+                 dict(start_warp="bilinear", relax_share=0.0)),
 }
 
 
@@ -419,7 +421,7 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
 HELD = dict(temporal_relax=1.0, quality_slack=1.15)   # before the relaxed temporal weight: held at full weight
 DRIFT_VARIANTS = {
     "ruder": ("Ruder's loss, warped fill, plain stop", dict(temporal_detail=1.0, unreliable_init="warped",
-                                                            quality_slack=0.0)),
+                                                            start_warp="bilinear", quality_slack=0.0)),
     "inpaint": ("+ inpainted fill", dict(temporal_detail=1.0, unreliable_init="inpaint", quality_slack=0.0)),
     "earned": ("+ earned stop", dict(temporal_detail=1.0, unreliable_init="inpaint", **HELD)),
     "lowpass": ("low-pass temporal (detail 0), inpaint, earned stop",
@@ -435,6 +437,9 @@ DRIFT_VARIANTS = {
     "relax-105": ("+ temporal weight relaxed to the level, slack 1.05", dict(quality_slack=1.05)),
     "probe-5": ("+ the cold level probed every 5 frames", dict(probe_every=5)),
     "first-level": ("+ judged by the first frame's level throughout (no probes)", dict(probe_every=0)),
+    "bilinear": ("+ later frames started from a bilinear warp", dict(start_warp="bilinear")),
+    "no-share": ("+ relaxed however little the temporal term weighs", dict(relax_share=0.0)),
+    "previous": ("last round's defaults (both of the above)", dict(start_warp="bilinear", relax_share=0.0)),
     "default": ("the current defaults", dict()),
 }
 
@@ -452,6 +457,8 @@ class DriftRow:
     temporal_error: float       # RMSE 0-255 against the previous frame warped by flow on the input (`eval`)
     later_iterations: float     # evaluations per later frame, mean
     level_iterations: float     # ... and per later frame, those spent measuring the cold level (probes, references)
+    detail_x: float             # later sampled frames' fine detail across x / the cold optimisation's, mean
+    detail_y: float             # ... across y (metrics.detail_energy): streaks along the pan show as x < y
     early_stops: int
     later_frames: int
     speedup: float              # cold per-frame evaluations / later frames' mean, level measurements included
@@ -478,7 +485,8 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
                     cold: dict[int, tuple[float, float]] | None = None,
                     progress: Callable[[str], None] = lambda message: None) -> tuple[list[DriftRow], dict[int, tuple[float, float]]]:
     """The drift clip through each variant, and every `every`th frame optimised cold with the first frame's
-    schedule (`iterations`: the plain per-frame loop) as the level later frames are judged against.
+    schedule (`iterations`: the plain per-frame loop) as the level later frames are judged against: its
+    (content, style, detail across x, detail across y), the last two of the saved frame (metrics.detail_energy).
     `objective`: "tutorial" (the PyTorch tutorial's, which keeps content on random weights) or "default"
     (the product's layers and pooling, with random-weight loss weights unless `weights` is given). `cold`:
     references measured earlier with the same arguments (they do not depend on the variant)."""
@@ -493,7 +501,8 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
             cold_source = write_frames([clip[i] for i in sampled], workspace.root / "sampled")
             cold_summary = video.run(video.Job(cold_source, (workspace.style,), workspace.root / "cold"),
                                      Config(**{**base, "warm_start": False}))
-            cold = {index: (cold_summary.losses[k]["content"], cold_summary.losses[k]["style"])
+            cold = {index: (cold_summary.losses[k]["content"], cold_summary.losses[k]["style"],
+                            *detail_energy(media.read_image(workspace.root / "cold" / media.FRAME_NAME.format(k))))
                     for k, index in enumerate(sampled)}
         rows = []
         for name in variants or list(DRIFT_VARIANTS):
@@ -506,7 +515,7 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
             seconds = time.perf_counter() - started
             per_frame = [(summary.losses[i]["content"], summary.losses[i]["style"]) for i in range(frames)]
             later = [i for i in sampled if i > 0]
-            ratio = {i: sum(per_frame[i]) / sum(cold[i]) for i in later}
+            ratio = {i: sum(per_frame[i]) / (cold[i][0] + cold[i][1]) for i in later}
             quarter = max(1, frames // 4)
             first_q = [ratio[i] for i in later if i < quarter] or [ratio[later[0]]]
             last_q = [ratio[i] for i in later if i >= frames - quarter] or [ratio[later[-1]]]
@@ -514,11 +523,14 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
             originals = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip, stylised)]
             error = temporal_errors(iter(stylised), iter(originals), cfg=cfg).mean("stylised")
             later_iterations, level_iterations = later_evaluations(summary)
+            detail = {i: detail_energy(stylised[i]) for i in later}
             rows.append(DriftRow(
                 name, label, float(np.mean([per_frame[i][0] / cold[i][0] for i in later])),
                 float(np.mean([per_frame[i][1] / cold[i][1] for i in later])), float(np.mean(list(ratio.values()))),
                 max(ratio.values()), float(np.mean(first_q)), float(np.mean(last_q)), error, later_iterations,
-                level_iterations, summary.early_stops, len(summary.later_frame_seconds),
+                level_iterations, float(np.mean([detail[i][0] / cold[i][2] for i in later])),
+                float(np.mean([detail[i][1] / cold[i][3] for i in later])), summary.early_stops,
+                len(summary.later_frame_seconds),
                 iterations / (later_iterations + level_iterations), seconds,
                 per_frame))
         return rows, cold
@@ -538,6 +550,7 @@ def drift_table(rows: list[DriftRow]) -> str:
         ("temp.err", 8, lambda r: f"{r.temporal_error:.3f}"),
         ("it/later", 8, lambda r: f"{r.later_iterations:.1f}"),
         ("+level", 6, lambda r: f"{r.level_iterations:.1f}"),
+        ("detail x/y", 10, lambda r: f"{r.detail_x:.2f}/{r.detail_y:.2f}"),
         ("early", 7, lambda r: f"{r.early_stops}/{r.later_frames}"),
         ("speed-up", 8, lambda r: f"{r.speedup:.2f}x"),
         ("s", 6, lambda r: f"{r.seconds:.0f}")], rows, "(ratios: later frames / cold optimisation of the same frame)")

@@ -138,6 +138,15 @@ class Config:
     # 5.9, but every later frame then ran to its cap, and on `bench drift` with the product's objective later
     # frames ended 2.34x of cold (1.06x without). No floor by default: quality first.
     temporal_floor: float = _field(0.0, doc="a later frame's temporal weight is never relaxed below this fraction of temporal_weight (0: no floor)")
+    # The ratchet had a second cause: a frame short of the level after relax_every iterations was relaxed even
+    # where its temporal term no longer held it, and frames that simply needed 30 or 40 iterations drove the
+    # carried factor to 3e-5 (drift clip, tutorial objective) and 2e-6 (`bench`'s clip). Held at fixed factors
+    # (drift clip, 20 frames, 60 iterations each), frames were as good as with no temporal term at all once the
+    # term weighed under about 0.5% of content + style: 0.46% at 1/512 with the tutorial's objective (content +
+    # style 0.954x of cold against 0.949x with no term), 0.71% at 1/4096 with the product's (0.967x, 0.954x). So
+    # a term that would weigh less than relax_share relaxed is not relaxed: the frame needs iterations, not a
+    # weaker term. The factor then stays above 1/128 and 1/2048 there.
+    relax_share: float = _field(0.005, doc="the temporal weight is not relaxed where the term, relaxed, would weigh less than this fraction of content + style (0: no such limit)")
     # The cold level moves with the scene, and a later frame must be judged against what cold optimisation would
     # reach on it, not on the shot's first frame. A short cold run predicts it: its content + style, against the
     # same short run on the frame where the level was measured (the shot's first, or a cold reference), scales that
@@ -177,6 +186,14 @@ class Config:
     # streaks that later frames carry on; inpainting extrapolates the same streaks at an edge. "matched" starts
     # them from the frame's own content mapped into the video's palette (a test guards the streaks).
     unreliable_init: str = _field("matched", doc="start of unreliable (disoccluded) pixels: warped (the warp everywhere, as in Ruder's paper), inpaint (the warped result filled in from reliable neighbours), matched (the content in the stylised palette), content, or noise")
+    # A sub-pixel warp averages neighbouring pixels along the motion, and a later frame starts from the previous
+    # result warped: frame after frame the texture smears into streaks along the motion (a grain warped 10 times
+    # by 0.7 px keeps a tenth of its detail across x bilinearly, 0.4 bicubically, all of it with nearest), and a
+    # frame that stops at the level does not win the detail back. On the drift clip (pan 0.7 px a frame,
+    # tutorial's objective) the frames' detail across x fell to 0.79-0.87 of cold frames' bilinearly and stayed at
+    # 0.92-0.98 with nearest. The nearest start is off by up to half a pixel; the temporal loss's target stays
+    # bilinear, exact in position, and its low-pass does not see the blur.
+    start_warp: str = _field("nearest", doc="how the previous result is resampled to start a later frame: bilinear, bicubic or nearest (the temporal loss's target is always bilinear)")
     long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)", flag=True, metavar="K")
     passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)", flag=True)
     pass_iterations: int = _field(50, doc="iterations per frame in each pass after the first")
@@ -258,6 +275,7 @@ CHOICES = {
     "flow_method": ("dis", "farneback"),
     "dis_preset": ("ultrafast", "fast", "medium"),
     "unreliable_init": ("content", "noise", "warped", "inpaint", "matched"),
+    "start_warp": ("bilinear", "bicubic", "nearest"),
     "shots": ("auto", "off"),
 }
 MIN_SIZE, MAX_SIZE = 32, 8192
@@ -311,6 +329,8 @@ def _validate(cfg: Config) -> None:
                           f"not {cfg.probe_every} and {cfg.probe_iterations}")
     if not 0 <= cfg.temporal_floor <= 1:
         raise ConfigError(f"temporal_floor must be in [0, 1], not {cfg.temporal_floor}")
+    if not 0 <= cfg.relax_share < 1:
+        raise ConfigError(f"relax_share must be in [0, 1), not {cfg.relax_share}")
     if cfg.relax_every < 1:
         raise ConfigError(f"relax_every must be at least 1, not {cfg.relax_every}")
     if cfg.quality_slack != 0 and cfg.quality_slack < 1:

@@ -47,9 +47,10 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def warp(image: torch.Tensor, flow: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Sample `image` (N, C, H, W) at p + flow(p) (bilinear, edges repeated): the previous frame's result
-    brought into the current frame by the backward flow. Whole-pixel flows move pixels exactly."""
+def warp(image: torch.Tensor, flow: np.ndarray | torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample `image` (N, C, H, W) at p + flow(p) (`mode`: bilinear, bicubic or nearest; edges repeated): the
+    previous frame's result brought into the current frame by the backward flow. Whole-pixel flows move pixels
+    exactly; a sub-pixel one blurs along the motion, except nearest, which moves whole pixels only."""
     flow = torch.as_tensor(flow, dtype=image.dtype, device=image.device)      # (H, W, 2)
     height, width = image.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(height, device=image.device, dtype=image.dtype),
@@ -58,7 +59,8 @@ def warp(image: torch.Tensor, flow: np.ndarray | torch.Tensor) -> torch.Tensor:
     gx = (xs + flow[..., 0]) * (2 / max(width - 1, 1)) - 1
     gy = (ys + flow[..., 1]) * (2 / max(height - 1, 1)) - 1
     grid = torch.stack([gx, gy], dim=-1).unsqueeze(0).expand(image.shape[0], -1, -1, -1)  # (N, H, W, 2)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    warped = F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+    return warped.clamp(0, 1) if mode == "bicubic" else warped  # bicubic overshoots at edges
 
 
 def inpaint(image: torch.Tensor, weights: np.ndarray, radius: int = 3) -> torch.Tensor:

@@ -203,9 +203,10 @@ class Stylist:
         temporal = []
         warped_closest = None
         for motion, w in zip(usable, weights):
-            warped = warp(self.space(to_tensor(previous[motion.offset], self.device)), motion.backward)
+            earlier = self.space(to_tensor(previous[motion.offset], self.device))
+            warped = warp(earlier, motion.backward)
             if warped_closest is None:
-                warped_closest = warped
+                warped_closest = warped if cfg.start_warp == "bilinear" else warp(earlier, motion.backward, cfg.start_warp)
             temporal.append(TemporalTarget(warped, torch.from_numpy(w)[None, None].to(self.device)))
         if cfg.unreliable_init == "warped":
             return warped_closest, temporal
@@ -816,7 +817,8 @@ class Shot:
             plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
                                        extend_to=round(cfg.frame_iterations * cfg.frame_extension),
                                        temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
-                                       relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor)
+                                       relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor,
+                                       relax_share=cfg.relax_share)
         job = ctx.job
         snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,

@@ -46,6 +46,8 @@ def test_default_yaml_documents_every_key_with_its_true_default():
     ("temporal_relax: 1.5\n", r"temporal_relax must be in \(0, 1\], not 1.5"),
     ("relax_every: 0\n", "relax_every must be at least 1, not 0"),
     ("temporal_floor: 2\n", r"temporal_floor must be in \[0, 1\], not 2"),
+    ("relax_share: 1\n", r"relax_share must be in \[0, 1\), not 1"),
+    ("start_warp: lanczos\n", r"start_warp"),
     ("probe_every: -1\n", "probe_every must not be negative and probe_iterations must be at least 1, not -1 and 40"),
     ("probe_iterations: 0\n", "probe_every must not be negative and probe_iterations must be at least 1, not 10 and 0"),
 ])

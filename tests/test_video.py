@@ -238,7 +238,8 @@ def test_revealed_pixels_start_without_streaks(weights_file, style_image, fill):
     if fill == "matched":                                  # the frame's structure, in the previous result's palette
         mapped = np.clip(content[:, -6:].astype(int) // 2 + 60, 0, 255) / 255
         assert np.abs(strip.permute(1, 2, 0).numpy() - mapped).mean() < 0.02
-    assert torch.equal(init[..., :-7], temporal[0].warped[..., :-7])  # reliable pixels start from the warp
+    # reliable pixels start from the warp (whole-pixel here: the nearest start and the bilinear target agree)
+    assert torch.allclose(init[..., :-7], temporal[0].warped[..., :-7], atol=1e-5)
 
 
 def test_a_static_clip_stops_early_and_says_so(tmp_path, weights_file, style_image):
