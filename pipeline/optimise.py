@@ -61,7 +61,6 @@ class Plan:
     relax: float = 1.0
     relax_every: int = 0
     relax_floor: float = 0.0   # the factor is never relaxed below this
-    relax_share: float = 0.0   # ... nor where the term, relaxed, would weigh less than this share of content + style
     # How far inside (0, 1) L-BFGS's start is moved (see BOUND_EPS): wide for a cold start, narrow for a warm one.
     start_margin: float = COLD_MARGIN
 
@@ -315,7 +314,7 @@ class _Scale:
                 return True  # as good as the level the video reached: the stop is earned
             since += run.done - before
             stalled = run.done - before < chunk  # L-BFGS found nothing left to improve
-            if judged and self._can_relax(last) and (stalled or since >= plan.relax_every):
+            if judged and self._can_relax() and (stalled or since >= plan.relax_every):
                 self.relax()
                 window, since = [], 0
                 continue
@@ -328,16 +327,10 @@ class _Scale:
                     return True
         return False
 
-    def _can_relax(self, last: dict[str, float]) -> bool:
-        """Whether the temporal weight may be relaxed now (`last`: the losses just read back): there is one, it
-        stays above plan.relax_floor, and relaxed it would still weigh plan.relax_share of content + style.
-        Below that share the term no longer holds the frame (measured on the drift clip: frames held at such a
-        weight were as good as frames with no temporal term), so a frame still short of the level needs
-        iterations, not a weaker term."""
+    def _can_relax(self) -> bool:
         objective, plan = self.run.objective, self.run.plan
         return (plan.relax < 1 and bool(objective.temporal) and objective.temporal_weight > 0
-                and objective.temporal_scale * plan.relax >= plan.relax_floor * (1 - 1e-9)
-                and last.get("temporal", 0.0) * plan.relax >= plan.relax_share * quality(last))
+                and objective.temporal_scale * plan.relax >= plan.relax_floor * (1 - 1e-9))
 
     def relax(self) -> None:
         """The frame is still worse than the level: its temporal term is what holds it there (held to the warped

@@ -766,7 +766,8 @@ class Shot:
                 continue
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
-                self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")))
+                self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")),
+                            record["losses"])
             if record.get("probe"):
                 self.probe = record["probe"]
                 if record.get("reference") or record.get("cut") or record["index"] == self.start:
@@ -817,8 +818,7 @@ class Shot:
             plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
                                        extend_to=round(cfg.frame_iterations * cfg.frame_extension),
                                        temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
-                                       relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor,
-                                       relax_share=cfg.relax_share)
+                                       relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor)
         job = ctx.job
         snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,
@@ -828,7 +828,7 @@ class Shot:
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
         ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, probe, burn_in=burn_in,
                    contrast=contrast)
-        self._carry(result.temporal_scale, result.relaxed, result.converged)
+        self._carry(result.temporal_scale, result.relaxed, result.converged, result.losses)
         if cold and probe:
             self.level = quality(result.losses) / probe
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
@@ -848,12 +848,19 @@ class Shot:
         self.probe = quality(result.losses) or None
         return self.probe
 
-    def _carry(self, scale: float, relaxed: int, reached: bool) -> None:
+    def _carry(self, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
         """The next frame's starting factor: one step stronger than this frame ended where relaxing bought it the
         level; where the frame ended at its cap without it, the factor it started with (relaxing that did not help
-        is not carried on, so frames that cannot reach the level do not drive the weight to nothing)."""
-        relax = self.ctx.cfg.temporal_relax
-        self.temporal_scale = min(1.0, scale / relax if reached else scale / relax ** relaxed)
+        is not carried on, so frames that cannot reach the level do not drive the weight to nothing). And never
+        below the factor at which the term (`losses`: the frame's, its temporal part at `scale`) would weigh
+        relax_share of content + style: under that it no longer held the frame, so relaxing it was not what the
+        frame needed, and carrying it on only weakens the next frame's hold."""
+        cfg = self.ctx.cfg
+        carried = scale / cfg.temporal_relax if reached else scale / cfg.temporal_relax ** relaxed
+        share = losses.get("temporal", 0.0) / max(quality(losses), 1e-30)
+        if 0 < share < cfg.relax_share:
+            carried = max(carried, scale * cfg.relax_share / share)
+        self.temporal_scale = min(1.0, carried)
 
     def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor, probe: float | None) -> None:
         """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot

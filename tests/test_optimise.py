@@ -108,14 +108,6 @@ def test_a_frame_its_temporal_term_holds_back_is_relaxed_to_the_level(objective)
                           temporal=held)   # the floor one step above what the level needed: never relaxed past it
         assert floored.temporal_scale == 0.5 ** (relaxed.relaxed - 1) and floored.relaxed == relaxed.relaxed - 1
         assert floored.converged or floored.iterations == 120   # at the floor it keeps going, up to the cap
-        # a term that weighs next to nothing does not hold the frame: a frame short of the level after relax_every
-        # iterations needs iterations, not a weaker term; relaxing it anyway drove the carried weight to 1e-6
-        objective.temporal_weight = 1e-3
-        faint = stylise(content, shifted, objective, relaxing, temporal=held)
-        assert faint.relaxed >= 1 and faint.losses["temporal"] < 0.001 * quality(faint.losses)
-        kept = stylise(content, shifted, objective, dataclasses.replace(relaxing, relax_share=0.005), temporal=held)
-        assert kept.relaxed == 0 and kept.temporal_scale == 1.0 and kept.converged
-        assert quality(kept.losses) <= 1.3 * level
     finally:
         objective.temporal_weight = 0.0
 
