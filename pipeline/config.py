@@ -146,7 +146,8 @@ class Config:
     # with the product's (0.967x, 0.954x). So the next frame never starts below the factor at which the term
     # would weigh relax_share of content + style (as the frame ended): the relaxing that went below it is not
     # carried on. (Refusing the relaxation inside the frame instead cost `bench flicker` quality: 1.197x of cold
-    # against 1.167x, temporal error 5.42 against 5.38.)
+    # against 1.167x, temporal error 5.42 against 5.38.) Over 40 frames of the drift clip it kept the carried
+    # factor above 8e-4 (3e-5 without); over `bench drift`'s 100 it changed no figure measurably. A guard.
     relax_share: float = _field(0.005, doc="the next later frame's temporal weight never starts below the weight at which the term would have weighed this fraction of the last frame's content + style (0: no such limit)")
     # The cold level moves with the scene, and a later frame must be judged against what cold optimisation would
     # reach on it, not on the shot's first frame. A short cold run predicts it: its content + style, against the
@@ -190,10 +191,10 @@ class Config:
     # A sub-pixel warp averages neighbouring pixels along the motion, and a later frame starts from the previous
     # result warped: frame after frame the texture smears into streaks along the motion (a grain warped 10 times
     # by 0.7 px keeps a tenth of its detail across x bilinearly, 0.4 bicubically, all of it with nearest), and a
-    # frame that stops at the level does not win the detail back. On the drift clip (pan 0.7 px a frame,
-    # tutorial's objective) the frames' detail across x fell to 0.79-0.87 of cold frames' bilinearly and stayed at
-    # 0.92-0.98 with nearest. The nearest start is off by up to half a pixel; the temporal loss's target stays
-    # bilinear, exact in position, and its low-pass does not see the blur.
+    # frame that stops at the level does not win the detail back. On `bench drift` (100 frames, pan 0.7 px a frame,
+    # tutorial's objective) later frames kept 0.81 of cold frames' detail across x started bilinearly, 0.98 from
+    # the nearest pixel, at the same content + style (1.08x of cold). The nearest start is off by up to half a
+    # pixel; the temporal loss's target stays bilinear, exact in position, and its low-pass does not see the blur.
     start_warp: str = _field("nearest", doc="how the previous result is resampled to start a later frame: bilinear, bicubic or nearest (the temporal loss's target is always bilinear)")
     long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)", flag=True, metavar="K")
     passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)", flag=True)

@@ -767,7 +767,7 @@ class Shot:
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
                 self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")),
-                            record["losses"])
+                            record.get("losses", {}))
             if record.get("probe"):
                 self.probe = record["probe"]
                 if record.get("reference") or record.get("cut") or record["index"] == self.start:
