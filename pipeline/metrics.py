@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .flow import FlowEstimator, analyse, warp
+from .flow import FlowEstimator, analyse, to_gray, warp
 
 
 @dataclass
@@ -133,7 +133,7 @@ def detail_energy(frame: np.ndarray) -> tuple[float, float]:
     """Fine detail of an RGB uint8 frame along each axis: the mean squared difference of neighbouring luminance
     values (0-1) across x and across y. Texture smeared along a horizontal motion (the streaks of repeated
     sub-pixel warps) loses its x energy first; a grain-like texture has about as much of both."""
-    grey = (frame.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])) / 255
+    grey = to_gray(frame.astype(np.float32)) / 255   # float in, float out: no rounding to 8 bits
     return float(np.square(np.diff(grey, axis=1)).mean()), float(np.square(np.diff(grey, axis=0)).mean())
 
 
