@@ -160,6 +160,13 @@ class Config:
     # with the tutorial's, flat over the shot; probing every 5 frames instead of 10 bought nothing measurable
     # there for twice the probes (4 evaluations per later frame at 10).
     probe_every: int = _field(10, doc="frames between probes of the cold level: a short cold optimisation of the frame (probe_iterations, not used in the output) rescales the level later frames are judged against (0: only at the shot's first frame and the cold references)")
+    # A level that went stale between probes makes later frames miss it: on `bench`'s 24-frame clip the probe rose
+    # 10% every 10 frames (more of the moving disc in view); frames 7-9 and 13-19 ran to their cap short of a level
+    # the frames before them had reached, relaxing the temporal weight to 2.5e-6 trying (true temporal error 9.73,
+    # 78 iterations + 5 probing per later frame). So a frame that misses a level that a frame since its probe
+    # reached, at least reprobe_after frames after that probe, has the next frame probed. Where no frame reaches
+    # the level (`bench flicker`, 40-iteration caps), probing again changed nothing but the cost, so there it is not.
+    reprobe_after: int = _field(3, doc="a later frame that ends at its cap short of the cold level, where the latest probe is at least this many frames old, has the next frame probed (0: only every probe_every frames)")
     probe_iterations: int = _field(40, doc="iterations of a probe of the cold level (see probe_every), at most `iterations`")
     # Coarse to fine in steps of sqrt(2), as crowsonkb/style-transfer-pytorch does; measured in `nst-video bench`.
     scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped", flag=True, metavar="S1,S2,..")
@@ -326,6 +333,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("temporal_detail must not be negative and temporal_sigma must be positive")
     if not 0 < cfg.temporal_relax <= 1:
         raise ConfigError(f"temporal_relax must be in (0, 1], not {cfg.temporal_relax}")
+    if cfg.reprobe_after < 0:
+        raise ConfigError(f"reprobe_after must not be negative, not {cfg.reprobe_after}")
     if cfg.probe_every < 0 or cfg.probe_iterations < 1:
         raise ConfigError(f"probe_every must not be negative and probe_iterations must be at least 1, "
                           f"not {cfg.probe_every} and {cfg.probe_iterations}")

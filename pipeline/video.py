@@ -727,6 +727,9 @@ class Shot:
         # optimisation would reach on the scene as it is now (see Config.probe_every for the measurements).
         self.level: float | None = None
         self.probe: float | None = None
+        self.probed_at: int | None = None     # the frame of the latest probe
+        self.reached = False                  # a later frame reached the level since it was last measured
+        self.reprobe = False                  # the next frame is probed: the last missed a stale level (_note_miss)
         # Where the next later frame's temporal weight starts (optimise.Plan.relax; see _carry), so the weight
         # follows what the frames need and does not run away (measured: carrying the factor as it was ratcheted it
         # down to 1e-8; carrying the relaxing of frames that never reached the level, to 1e-10).
@@ -764,15 +767,17 @@ class Shot:
         for record in self.ctx.earlier_log():
             if record.get("pass", 1) != 1 or not self.owns(record, last) or self.saved(record["index"]) is None:
                 continue
+            if record.get("probe"):
+                self.probe, self.probed_at = record["probe"], record["index"]
+                if record.get("reference") or record.get("cut") or record["index"] == self.start:
+                    self.level = quality(record["losses"]) / self.probe
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
                 self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")),
                             record.get("losses", {}))
-            if record.get("probe"):
-                self.probe = record["probe"]
-                if record.get("reference") or record.get("cut") or record["index"] == self.start:
-                    self.level = quality(record["losses"]) / self.probe
+                self._note_miss(record["index"], bool(record.get("converged")))
             if record.get("reference"):
+                self.reached = self.reprobe = False  # the level was measured again on this frame
                 self.ctx.summary.references[record["index"]] = record["losses"]
         self.sweeping = work.pass_state(self.keep_from)[0] > 1
 
@@ -812,7 +817,7 @@ class Shot:
         # the cold level is probed on the shot's first frame and every probe_every frames after it (a single image,
         # or every frame cold, leaves no later frame to judge)
         probed = (cfg.quality_slack and cfg.warm_start and ctx.source.frames != 1
-                  and (cold or (cfg.probe_every and (index - self.start) % cfg.probe_every == 0)))
+                  and (cold or self.reprobe or (cfg.probe_every and (index - self.start) % cfg.probe_every == 0)))
         probe = self._probe(index, frame, content) if probed else None
         if not cold and self.level is not None and self.probe:  # the early stop must be earned
             plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
@@ -829,6 +834,7 @@ class Shot:
         ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, probe, burn_in=burn_in,
                    contrast=contrast)
         self._carry(result.temporal_scale, result.relaxed, result.converged, result.losses)
+        self._note_miss(index, result.converged)
         if cold and probe:
             self.level = quality(result.losses) / probe
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
@@ -845,8 +851,19 @@ class Shot:
                     log_every=ctx.cfg.log_every)
         _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
         ctx.summary.level_iterations += result.iterations
-        self.probe = quality(result.losses) or None
+        self.probe, self.probed_at, self.reached = quality(result.losses) or None, index, False
         return self.probe
+
+    def _note_miss(self, index: int, reached: bool) -> None:
+        """Whether the frame after `index` is probed again: `index` was a later frame that ended at its cap short
+        of the level (not `reached`) where a frame since the latest probe had reached it, and that probe is at least
+        reprobe_after frames old: the scene has moved away from the level (measured: see Config.reprobe_after).
+        Where no later frame reached the level since it was measured, a miss says nothing of its age."""
+        if index == self.start or self.level is None or self.probed_at is None:
+            return
+        after = self.ctx.cfg.reprobe_after
+        self.reprobe = bool(after and not reached and self.reached and index - self.probed_at >= after)
+        self.reached = self.reached or reached
 
     def _carry(self, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
         """The next frame's starting factor: one step stronger than this frame ended where relaxing bought it the
@@ -877,6 +894,7 @@ class Shot:
             probe = probe or self._probe(index, frame, content)
             if probe:
                 self.level = quality(result.losses) / probe
+            self.reached = self.reprobe = False  # the level was just measured on this frame
         seconds = time.perf_counter() - started
         ctx.summary.references[index] = result.losses
         if ctx.work is not None:

@@ -357,6 +357,42 @@ def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scen
     assert image.level_iterations == 0   # a single image has no later frame to judge: no probe
 
 
+def test_a_frame_that_misses_a_level_gone_stale_has_the_next_frame_probed_again(tmp_path, weights_file, style_image,
+                                                                              monkeypatch):
+    """The scene moves away from the level between probes: here a still, smooth scene that frames 1-2 hold
+    easily, then noise sweeping in. A later frame that ends at its cap short of a level that a frame since the
+    latest probe reached, at least reprobe_after frames after that probe, has the next frame probed, so frames
+    are judged against the scene as it now is. A run killed at the probed frame probes it again on resume."""
+    smooth = np.repeat(np.repeat(np.linspace(60, 200, 96).astype(np.uint8)[None, :, None], 64, 0), 3, 2)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3)).astype(np.uint8)
+    clip = [np.where(np.arange(96)[None, :, None] < 24 * max(0, t - 2), noise, smooth) for t in range(6)]
+    frames = write_frames(clip, tmp_path / "in")
+    cfg = small(weights_file, iterations=30, frame_iterations=6, quality_slack=1.0, probe_every=0, reprobe_after=2,
+                probe_iterations=8, log_every=3)
+    summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
+    assert summary.cuts == []   # one shot: the sweep is no scene cut
+    log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
+    probes = sorted(index for index, r in log.items() if r.get("probe"))
+    expected, latest, reached = [0], 0, False
+    for index in range(1, 5):
+        if not log[index]["converged"] and reached and index - latest >= 2:
+            expected.append(index + 1)
+            latest, reached = index + 1, False
+        else:
+            reached = reached or log[index]["converged"]
+    assert len(expected) > 1 and probes == expected   # frames reached the level, then missed it and it was measured
+    assert summary.level_iterations == 8 * len(expected)
+    never, _ = run_job(frames, style_image, tmp_path / "never", cfg.replace(reprobe_after=0))
+    assert never.level_iterations == 8   # only the first frame's probe, and frames judged by the stale level miss it
+    assert never.early_stops < summary.early_stops
+    resumed, _ = killed_then_resumed(monkeypatch, "_stylise", expected[1], frames, style_image, tmp_path / "resumed",
+                                     cfg)
+    assert resumed.resumed == expected[1] and resumed.level_iterations == 8 * (len(expected) - 1)
+    for index in range(6):
+        assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
+                              media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
+
+
 def test_cold_references_report_drift_and_a_resume_keeps_the_same_level(tmp_path, weights_file, style_image,
                                                                         monkeypatch):
     """--reference-every N optimises every Nth frame cold as well (not used in the output): the summary gives
