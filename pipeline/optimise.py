@@ -53,6 +53,8 @@ class Plan:
     # At the final scale, the frame stops as soon as content + style are at or below this (None: no level; the
     # tolerance stop applies instead).
     quality_target: float | None = None
+    # And content and style each at or below these (None: judged on their sum only).
+    term_targets: tuple[float, float] | None = None
     # A frame still above quality_target at the final scale's cap keeps going up to this many iterations there.
     extend_to: int = 0
     # The temporal weight's factor at the final scale's start, and what it is multiplied by every `relax_every`
@@ -264,12 +266,12 @@ class _Scale:
         self.optimizer.zero_grad(set_to_none=True)
         return self.evaluate()
 
-    def saved_quality(self) -> float:
-        """Content + style of the image as it would be saved, clamped to [0, 1] (Adam's steps may leave it
-        between clamps; L-BFGS's image is bounded): one forward pass, at log points."""
+    def saved_losses(self) -> dict[str, float]:
+        """The losses of the image as it would be saved, clamped to [0, 1] (Adam's steps may leave it between
+        clamps; L-BFGS's image is bounded): one forward pass, at log points."""
         with torch.no_grad():
             _, parts = self.run.objective(self.image().clamp(0, 1))
-        return quality(_to_floats([parts])[0])
+        return _to_floats([parts])[0]
 
     def step(self, chunk: int) -> None:
         """`chunk` evaluations, exactly: chunks end where asked (logs, snapshots and caps fall on their
@@ -344,10 +346,15 @@ class _Scale:
             self.optimizer = _lbfgs(self.x, run.plan)
 
     def _at_target(self) -> bool:
-        """Whether the frame, as it would be saved, is at plan.quality_target (always, without one): one forward
-        pass, only where a stop or an extension hangs on it."""
-        target = self.run.plan.quality_target
-        return target is None or self.saved_quality() <= target
+        """Whether the frame, as it would be saved, is at plan.quality_target and its content and style each at
+        plan.term_targets (always, without them): one forward pass, only where a stop or an extension hangs on it."""
+        plan = self.run.plan
+        if plan.quality_target is None:
+            return True
+        losses = self.saved_losses()
+        terms = plan.term_targets
+        return quality(losses) <= plan.quality_target and (
+            terms is None or (losses.get("content", 0.0) <= terms[0] and losses.get("style", 0.0) <= terms[1]))
 
     def _report(self) -> dict[str, float]:
         """At a log point: read the losses back, check them, report progress and snapshots."""

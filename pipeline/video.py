@@ -726,6 +726,7 @@ class Shot:
         # judged against this ratio times the latest probe (one every probe_every frames): what cold
         # optimisation would reach on the scene as it is now (see Config.probe_every for the measurements).
         self.level: float | None = None
+        self.terms: tuple[float, float] = (0.0, 0.0)   # the same for content and style apart (Config.term_slack)
         self.probe: float | None = None
         self.probed_at: int | None = None     # the frame of the latest probe
         self.reached = False                  # a later frame reached the level since it was last measured
@@ -770,7 +771,7 @@ class Shot:
             if record.get("probe"):
                 self.probe, self.probed_at = record["probe"], record["index"]
                 if record.get("reference") or record.get("cut") or record["index"] == self.start:
-                    self.level = quality(record["losses"]) / self.probe
+                    self._set_level(record["losses"], self.probe)
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
                 self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")),
@@ -820,7 +821,9 @@ class Shot:
                   and (cold or self.reprobe or (cfg.probe_every and (index - self.start) % cfg.probe_every == 0)))
         probe = self._probe(index, frame, content) if probed else None
         if not cold and self.level is not None and self.probe:  # the early stop must be earned
+            terms = tuple(t * self.probe * cfg.term_slack for t in self.terms) if cfg.term_slack else None
             plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
+                                       term_targets=terms,
                                        extend_to=round(cfg.frame_iterations * cfg.frame_extension),
                                        temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
                                        relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor)
@@ -836,7 +839,7 @@ class Shot:
         self._carry(result.temporal_scale, result.relaxed, result.converged, result.losses)
         self._note_miss(index, result.converged)
         if cold and probe:
-            self.level = quality(result.losses) / probe
+            self._set_level(result.losses, probe)
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
             self._reference(index, frame, content, probe)
         return finished
@@ -853,6 +856,11 @@ class Shot:
         ctx.summary.level_iterations += result.iterations
         self.probe, self.probed_at, self.reached = quality(result.losses) or None, index, False
         return self.probe
+
+    def _set_level(self, losses: dict[str, float], probe: float) -> None:
+        """The level of a cold optimisation with these `losses`, per unit of its frame's `probe`."""
+        self.level = quality(losses) / probe
+        self.terms = (losses.get("content", 0.0) / probe, losses.get("style", 0.0) / probe)
 
     def _note_miss(self, index: int, reached: bool) -> None:
         """Whether the frame after `index` is probed again: `index` was a later frame that ended at its cap short
@@ -893,7 +901,7 @@ class Shot:
         if ctx.cfg.quality_slack:
             probe = probe or self._probe(index, frame, content)
             if probe:
-                self.level = quality(result.losses) / probe
+                self._set_level(result.losses, probe)
             self.reached = self.reprobe = False  # the level was just measured on this frame
         seconds = time.perf_counter() - started
         ctx.summary.references[index] = result.losses

@@ -51,6 +51,7 @@ def test_default_yaml_documents_every_key_with_its_true_default():
     ("probe_every: -1\n", "probe_every must not be negative and probe_iterations must be at least 1, not -1 and 40"),
     ("probe_iterations: 0\n", "probe_every must not be negative and probe_iterations must be at least 1, not 10 and 0"),
     ("reprobe_after: -2\n", "reprobe_after must not be negative, not -2"),
+    ("term_slack: 0.5\n", r"term_slack must be 0 \(off\) or at least 1, not 0.5"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

@@ -59,8 +59,8 @@ def test_a_cold_black_or_saturated_frame_is_still_stylised(objective):
 
 
 def test_the_early_stop_must_be_earned(objective):
-    """A frame may stop on the tolerance rule only once its content + style are at the target level: at an
-    unreachable level it runs to its cap, at a reachable one it stops early."""
+    """A frame may stop on the tolerance rule only once its content + style are at the target level (and each
+    term at its own, where given): at an unreachable level it runs to its cap, at a reachable one it stops early."""
     content = to_tensor(texture(48, 64, 4))
     plan = Plan((((48, 64), 40),), "lbfgs", 1.0, tolerance=0.5, tolerance_window=2, log_every=2)
     stops = stylise(content, content, objective, plan)
@@ -73,6 +73,15 @@ def test_the_early_stop_must_be_earned(objective):
     level = stops.losses["content"] + stops.losses["style"]
     good = stylise(content, content, objective, Plan(plan.scales, "lbfgs", 1.0, 0.5, 2, 2, quality_target=level * 2))
     assert good.converged and good.iterations < 40
+    # judged on content and style apart as well: a frame whose sum is at the level but whose content is not
+    # runs to its cap; with both terms within their targets it stops where the sum alone stopped it
+    terms = dict(quality_target=level * 2)
+    short = stylise(content, content, objective, Plan(plan.scales, "lbfgs", 1.0, 0.5, 2, 2, **terms,
+                                                      term_targets=(0.0, float("inf"))))
+    assert not short.converged and short.iterations == 40
+    both = stylise(content, content, objective, Plan(plan.scales, "lbfgs", 1.0, 0.5, 2, 2, **terms,
+                                                     term_targets=(good.losses["content"] * 2, good.losses["style"] * 2)))
+    assert both.converged and both.iterations == good.iterations
 
 
 def test_a_frame_its_temporal_term_holds_back_is_relaxed_to_the_level(objective):

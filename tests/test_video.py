@@ -325,17 +325,18 @@ def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scen
                                                                                    style_image, monkeypatch):
     """The cold level moves with the scene. A short cold optimisation (a probe) of the shot's first frame and of
     every probe_every-th frame after it rescales the first frame's level, and each later frame's stop is judged
-    against the latest. The probes are counted apart from the frames' iterations and logged, and a run killed
-    mid-shot restores the latest probe, so it gives the same frames."""
+    against the latest, on content + style and on each term apart. The probes are counted apart from the
+    frames' iterations and logged, and a run killed mid-shot restores the latest probe, so it gives the same
+    frames."""
     frames = write_frames(moving_clip(frames=6, width=96, height=64).frames, tmp_path / "in")
     cfg = small(weights_file, iterations=30, frame_iterations=10, quality_slack=1.10, probe_every=2,
-                probe_iterations=8, log_every=5)
+                probe_iterations=8, log_every=5, term_slack=1.15)
     targets = {}
     real = video.stylise
 
     def spy(content, init, objective, plan, *, temporal=None, frame=0, **kwargs):
         if temporal:  # a later frame's own optimisation (probes and cold frames have no temporal target)
-            targets[frame] = plan.quality_target
+            targets[frame] = plan.quality_target, plan.term_targets
         return real(content, init, objective, plan, temporal=temporal, frame=frame, **kwargs)
 
     monkeypatch.setattr(video, "stylise", spy)
@@ -345,9 +346,11 @@ def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scen
     assert sorted(probes) == [0, 2, 4] and len(set(probes.values())) == 3   # the scene moved, and so did its probe
     assert summary.level_iterations == 3 * 8 and summary.iterations[1:] == [log[i]["iterations"] for i in range(1, 6)]
     level = quality(log[0]["losses"]) / probes[0]   # the first frame's cold level per unit of probe
+    content, style = (log[0]["losses"][term] / probes[0] for term in ("content", "style"))   # and each term's
     for index in range(1, 6):
         latest = probes[max(p for p in probes if p <= index)]
-        assert targets[index] == pytest.approx(level * latest * cfg.quality_slack), index
+        assert targets[index][0] == pytest.approx(level * latest * cfg.quality_slack), index
+        assert targets[index][1] == pytest.approx((content * latest * 1.15, style * latest * 1.15)), index
     resumed, _ = killed_then_resumed(monkeypatch, "_stylise", 3, frames, style_image, tmp_path / "resumed", cfg)
     assert resumed.resumed == 3 and resumed.level_iterations == 8   # frame 4's probe; frame 2's came from the log
     for index in range(6):
