@@ -175,7 +175,7 @@ class Config:
     # 78 iterations + 5 probing per later frame). So a frame that misses a level that a frame since its probe
     # reached, at least reprobe_after frames after that probe, has the next frame probed. Where no frame reaches
     # the level (`bench flicker`, 40-iteration caps), probing again changed nothing but the cost, so there it is not.
-    reprobe_after: int = _field(3, doc="a later frame that ends at its cap short of the cold level, where the latest probe is at least this many frames old, has the next frame probed (0: only every probe_every frames)")
+    reprobe_after: int = _field(3, doc="a later frame that ends at its cap short of a cold level that a later frame reached since its probe, at least this many frames after that probe, has the next frame probed (0: only every probe_every frames)")
     probe_iterations: int = _field(40, doc="iterations of a probe of the cold level (see probe_every), at most `iterations`")
     # Coarse to fine in steps of sqrt(2), as crowsonkb/style-transfer-pytorch does; measured in `nst-video bench`.
     scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped", flag=True, metavar="S1,S2,..")

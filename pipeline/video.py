@@ -768,8 +768,8 @@ class Shot:
         for record in self.ctx.earlier_log():
             if record.get("pass", 1) != 1 or not self.owns(record, last) or self.saved(record["index"]) is None:
                 continue
-            if record.get("probe"):
-                self.probe, self.probed_at = record["probe"], record["index"]
+            if record.get("probe"):  # (taken before its frame ran: no later frame has reached the level since)
+                self.probe, self.probed_at, self.reached = record["probe"], record["index"], False
                 if record.get("reference") or record.get("cut") or record["index"] == self.start:
                     self._set_level(record["losses"], self.probe)
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
