@@ -721,12 +721,12 @@ class Shot:
         self.cut_start = start > 0 and cut is not False   # its first frame is a scene cut (not frame 0, not a chunk's)
         keep = max(long_term_offsets(ctx.cfg.long_term)) if ctx.cfg.flow else 1
         self.history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
-        # The level the shot reached cold, per unit of probe: content + style of the latest cold optimisation (its
-        # first frame, a reference) over that of a short cold run on the same frame (_probe). A later frame is
-        # judged against this ratio times the latest probe (one every probe_every frames): what cold
-        # optimisation would reach on the scene as it is now (see Config.probe_every for the measurements).
-        self.level: float | None = None
-        self.terms: tuple[float, float] = (0.0, 0.0)   # the same for content and style apart (Config.term_slack)
+        # The level the shot reached cold, per unit of probe: the content and style terms of the latest cold
+        # optimisation (its first frame, a reference) over content + style of a short cold run on the same frame
+        # (_probe); `level` is their sum. A later frame is judged against it times the latest probe (one every
+        # probe_every frames): what cold optimisation would reach on the scene as it is now (see
+        # Config.probe_every for the measurements), and with Config.term_slack against each term apart.
+        self.terms: tuple[float, float] | None = None
         self.probe: float | None = None
         self.probed_at: int | None = None     # the frame of the latest probe
         self.reached = False                  # a later frame reached the level since it was last measured
@@ -857,9 +857,13 @@ class Shot:
         self.probe, self.probed_at, self.reached = quality(result.losses) or None, index, False
         return self.probe
 
+    @property
+    def level(self) -> float | None:
+        """The shot's cold level per unit of probe: content + style (None before it is measured)."""
+        return None if self.terms is None else self.terms[0] + self.terms[1]
+
     def _set_level(self, losses: dict[str, float], probe: float) -> None:
         """The level of a cold optimisation with these `losses`, per unit of its frame's `probe`."""
-        self.level = quality(losses) / probe
         self.terms = (losses.get("content", 0.0) / probe, losses.get("style", 0.0) / probe)
 
     def _note_miss(self, index: int, reached: bool) -> None:
