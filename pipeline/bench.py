@@ -1,7 +1,7 @@
 """Benchmarks anyone can rerun: fixed, seeded workloads made in code, random VGG19 weights unless a weights
 file is given, timings reported as ratios against a reference measured in the same run.
 
-    flicker   the known-motion clip through five ways of handling time (Ruder et al. 2016's comparison)
+    flicker   the known-motion clip through each way of handling time (Ruder et al. 2016's comparison)
     speed     s/iteration against bare VGG19, s/frame, idle fraction, memory, and plain per-frame Gatys
 """
 from __future__ import annotations
@@ -64,7 +64,8 @@ FLICKER_VARIANTS = {
     "temporal": ("flow + temporal loss (default)", dict()),
     "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
     "previous": ("flow + temporal loss, two rounds ago (bilinear start, relaxed to any weight, judged on the sum)",
-                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0)),
+                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False)),
+    "restart": ("flow + temporal loss, a miss passing on where it started", dict(carry_misses=False)),
 }
 
 
@@ -440,8 +441,10 @@ DRIFT_VARIANTS = {
     "bilinear": ("+ later frames started from a bilinear warp", dict(start_warp="bilinear")),
     "no-share": ("+ relaxed however little the temporal term weighs", dict(relax_share=0.0)),
     "previous": ("two rounds ago: bilinear start, relaxed however little the term weighs, judged on the sum",
-                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0)),
-    "no-reprobe": ("+ not probed again after a miss (last round's defaults)", dict(reprobe_after=0)),
+                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False)),
+    "no-reprobe": ("+ not probed again after a miss, a miss passing on where it started (two rounds' defaults)",
+                   dict(reprobe_after=0, carry_misses=False)),
+    "restart": ("+ a miss passing on where it started (last round's defaults)", dict(carry_misses=False)),
     "terms": ("+ content and style each within 1.15x of their cold level", dict(term_slack=1.15)),
     "default": ("the current defaults", dict()),
 }

@@ -878,14 +878,14 @@ class Shot:
         self.reached = self.reached or reached
 
     def _carry(self, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
-        """The next frame's starting factor: one step stronger than this frame ended where relaxing bought it the
-        level; where the frame ended at its cap without it, the factor it started with (relaxing that did not help
-        is not carried on, so frames that cannot reach the level do not drive the weight to nothing). And never
-        below the factor at which the term (`losses`: the frame's, its temporal part at `scale`) would weigh
-        relax_share of content + style: under that it no longer held the frame, so relaxing it was not what the
-        frame needed, and carrying it on only weakens the next frame's hold."""
+        """The next frame's starting factor: one step stronger than this frame ended, whether relaxing bought it
+        the level or it ended at its cap short of it (Config.carry_misses; off, a frame that missed passes on the
+        factor it started with, which holds the weight where frames cannot reach the level and lets their quality
+        drift: measured there). And never below the factor at which the term (`losses`: the frame's, its temporal
+        part at `scale`) would weigh relax_share of content + style: under that it no longer held the frame, so
+        relaxing it was not what the frame needed, and carrying it on only weakens the next frame's hold."""
         cfg = self.ctx.cfg
-        carried = scale / cfg.temporal_relax if reached else scale / cfg.temporal_relax ** relaxed
+        carried = scale / cfg.temporal_relax ** (1 if reached or cfg.carry_misses else relaxed)
         share = losses.get("temporal", 0.0) / max(quality(losses), 1e-30)
         if 0 < share < cfg.relax_share:
             carried = max(carried, scale * cfg.relax_share / share)

@@ -23,7 +23,7 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     rows = json.loads((tmp_path / "f.json").read_text())
     assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "held", "temporal", "long-term", "previous",
-                                           "temporal@0.5"]
+                                           "restart", "temporal@0.5"]
     assert rows[0]["later_iterations"] == 3                 # cold frames: all the first frame's iterations
     assert rows[3]["later_iterations"] == 1                 # warm: a third ...
     assert 1 <= rows[5]["later_iterations"] <= 2            # ... twice that for a frame below the cold level

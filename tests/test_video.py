@@ -296,19 +296,22 @@ def test_a_temporal_term_that_weighs_nothing_is_not_carried_on_weaker(tmp_path, 
 
 def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tmp_path, weights_file, style_image,
                                                                             monkeypatch):
-    """At a temporal weight that holds later frames above the level, each frame relaxes it until it gets there;
-    the next frame starts one step stronger than the last ended. The log keeps each frame's factor, so a run
-    killed mid-shot resumes with the same weights and gives the same frames."""
+    """At a temporal weight that holds later frames above the level, each frame relaxes it every relax_every
+    iterations it is short; the next frame starts one step stronger than the last ended, whether the last reached
+    the level or ran to its cap short of it (here every frame does: restarted at the weight it started with,
+    as with carry_misses off, each would be held at full weight again and quality would drift). The log keeps
+    each frame's factor, so a run killed mid-shot resumes with the same weights and gives the same frames."""
     frames = write_frames(moving_clip(frames=6, width=96, height=64).frames, tmp_path / "in")
     cfg = small(weights_file, iterations=30, frame_iterations=10, quality_slack=1.05, temporal_weight=4e6,
                 relax_every=5, log_every=5)
     summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
     log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
     assert summary.relaxed >= 3 and len(summary.temporal_scales) == 5 and min(summary.temporal_scales) < 1
+    assert any(not log[i]["converged"] and log[i]["relaxed"] > 1 for i in range(1, 5))   # misses pass it on too
     for index in range(2, 6):  # started one step stronger than the previous frame ended, if that reached the level
         start = log[index]["temporal_scale"] / cfg.temporal_relax ** log[index]["relaxed"]
         before = log[index - 1]
-        steps = 1 if before["converged"] else before["relaxed"]   # else where it started: no runaway
+        steps = 1   # whether it reached the level or not (carry_misses): quality first
         carried = before["temporal_scale"] / cfg.temporal_relax ** steps
         share = before["losses"]["temporal"] / quality(before["losses"])   # never where the term weighed nothing
         if share < cfg.relax_share:
@@ -316,6 +319,10 @@ def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tm
         assert start == pytest.approx(min(1.0, carried))
     resumed, _ = killed_then_resumed(monkeypatch, "_stylise", 4, frames, style_image, tmp_path / "resumed", cfg)
     assert resumed.resumed == 4 and resumed.temporal_scales == summary.temporal_scales[3:]
+    held, _ = run_job(frames, style_image, tmp_path / "held", cfg.replace(carry_misses=False), keep_work=True)
+    for record in video.WorkDir(held.work_dir).read_log():   # off: a frame that missed passes on where it started
+        if record["index"] and not record["converged"]:
+            assert record["temporal_scale"] == cfg.temporal_relax ** record["relaxed"]
     for index in range(6):
         assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
                               media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
