@@ -63,9 +63,10 @@ FLICKER_VARIANTS = {
     "held": ("flow + temporal loss held at full weight", dict(temporal_relax=1.0, quality_slack=1.15)),
     "temporal": ("flow + temporal loss (default)", dict()),
     "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
-    "previous": ("flow + temporal loss, two rounds ago (bilinear start, relaxed to any weight, judged on the sum)",
+    "previous": ("flow + temporal loss, earlier defaults (bilinear start, relaxed to any weight, judged on the sum, "
+                 "a miss restarting)",
                  dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False)),
-    "restart": ("flow + temporal loss, a miss passing on where it started", dict(carry_misses=False)),
+    "restart": ("flow + temporal loss, a miss restarting the next frame where it started", dict(carry_misses=False)),
 }
 
 
@@ -440,11 +441,12 @@ DRIFT_VARIANTS = {
     "first-level": ("+ judged by the first frame's level throughout (no probes)", dict(probe_every=0)),
     "bilinear": ("+ later frames started from a bilinear warp", dict(start_warp="bilinear")),
     "no-share": ("+ relaxed however little the temporal term weighs", dict(relax_share=0.0)),
-    "previous": ("two rounds ago: bilinear start, relaxed however little the term weighs, judged on the sum",
+    "previous": ("earlier defaults: bilinear start, relaxed however little the term weighs, judged on the sum, "
+                 "a miss restarting",
                  dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False)),
-    "no-reprobe": ("+ not probed again after a miss, a miss passing on where it started (two rounds' defaults)",
+    "no-reprobe": ("+ not probed again after a miss, a miss restarting the next frame where it started",
                    dict(reprobe_after=0, carry_misses=False)),
-    "restart": ("+ a miss passing on where it started (last round's defaults)", dict(carry_misses=False)),
+    "restart": ("+ a miss restarting the next frame where it started", dict(carry_misses=False)),
     "terms": ("+ content and style each within 1.15x of their cold level", dict(term_slack=1.15)),
     "default": ("the current defaults", dict()),
 }
