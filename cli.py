@@ -812,9 +812,9 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
                   device: str, json_file: str | None, debug: bool) -> None:
     """Temporal error, style loss, quality against cold frames and time per frame for each way of handling
     time (cold frames, plain warm start, flow-warped start, Ruder's loss, the temporal loss held at full weight
-    and relaxed to the cold level as by default, + long-term, and earlier defaults), on a clip panning across a photo with a
-    moving object, whose true flow and disocclusions are known exactly. Temporal error is measured with the
-    true flow; the flow-estimated figure (what `eval` reports) is shown beside it."""
+    and relaxed to the cold level as by default, + long-term, and earlier defaults), on a clip panning across a
+    photo with a moving object, whose true flow and disocclusions are known exactly. Temporal error is measured
+    with the true flow; the flow-estimated figure (what `eval` reports) is shown beside it."""
     from pipeline.bench import flicker_benchmark, flicker_table
 
     gammas = _float_list(temporal_weights, "--temporal-weights")
