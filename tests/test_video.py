@@ -319,14 +319,14 @@ def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tm
         assert start == pytest.approx(min(1.0, carried))
     resumed, _ = killed_then_resumed(monkeypatch, "_stylise", 4, frames, style_image, tmp_path / "resumed", cfg)
     assert resumed.resumed == 4 and resumed.temporal_scales == summary.temporal_scales[3:]
+    for index in range(6):
+        assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
+                              media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
     held, _ = run_job(frames, style_image, tmp_path / "held", cfg.replace(carry_misses=False), keep_work=True)
     log = {r["index"]: r for r in video.WorkDir(held.work_dir).read_log()}
     started = {i: log[i]["temporal_scale"] / cfg.temporal_relax ** log[i]["relaxed"] for i in range(1, 6)}
     missed = [i for i in range(1, 5) if not log[i]["converged"]]
     assert missed and all(started[i + 1] == pytest.approx(started[i]) for i in missed)   # off: where it started
-    for index in range(6):
-        assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
-                              media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
 
 
 def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scene(tmp_path, weights_file,
