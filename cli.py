@@ -803,13 +803,15 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
 @click.option("--size", type=click.IntRange(32, 1024), default=160, show_default=True, help="Width of the clip, px.")
 @click.option("--iterations", type=click.IntRange(3, 10000), default=120, show_default=True, help="First-frame iterations (later frames: a third).")
 @click.option("--temporal-weights", metavar="G1,G2,..", help="Also run flow + temporal loss with each of these weights.")
+@click.option("--pooling", type=click.Choice(["max", "avg", "blur"]),
+              help="VGG19's pooling in every variant, the cold frames included [the objective's own].")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
 @click.option("--device", default="cpu", show_default=True, help="Device.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the table as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @handle_errors
-def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str | None, weights: str | None,
-                  device: str, json_file: str | None, debug: bool) -> None:
+def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str | None, pooling: str | None,
+                  weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
     """Temporal error, style loss, quality against cold frames and time per frame for each way of handling
     time (cold frames, plain warm start, flow-warped start, Ruder's loss, the temporal loss held at full weight
     and relaxed to the cold level as by default, + long-term, and earlier defaults), on a clip panning across a
@@ -820,7 +822,8 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
     gammas = _float_list(temporal_weights, "--temporal-weights")
     output_files({"--json": json_file})
     rows = flicker_benchmark(frames=frames, size=size, iterations=iterations, weights=weights, device=device,
-                             temporal_weights=gammas, progress=lambda m: click.echo(f"running {m}", err=True))
+                             temporal_weights=gammas, overrides={"pooling": pooling} if pooling else None,
+                             progress=lambda m: click.echo(f"running {m}", err=True))
     click.echo(flicker_table(rows))
     _write_json(json_file, [r.__dict__ for r in rows])
 
@@ -838,6 +841,8 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
               help="The PyTorch tutorial's objective (keeps content on random weights) or the product's.")
 @click.option("--variants", metavar="V1,V2,..", help="Variants to run [all]: " + ", ".join(
     __import__("pipeline.bench", fromlist=["DRIFT_VARIANTS"]).DRIFT_VARIANTS))
+@click.option("--pooling", type=click.Choice(["max", "avg", "blur"]),
+              help="VGG19's pooling in every variant, the cold frames included [the objective's own].")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
 @click.option("--device", default="cpu", show_default=True, help="Device.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Plot content + style per frame for each variant (PNG).")
@@ -845,7 +850,7 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @handle_errors
 def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, every: int, objective: str,
-                variants: str | None, weights: str | None, device: str, plot: str | None, json_file: str | None,
+                variants: str | None, pooling: str | None, weights: str | None, device: str, plot: str | None, json_file: str | None,
                 debug: bool) -> None:
     """Quality over time: a long shot made in code (a pan revealing new content, a slow zoom, a disc crossing
     the frame) stylised by each variant, every later frame judged against a cold optimisation of the same
@@ -862,6 +867,7 @@ def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, 
     output_files({"--plot": plot, "--json": json_file})
     rows, cold = drift_benchmark(frames=frames, size=size, iterations=iterations, frame_iterations=frame_iterations,
                                  every=every, objective=objective, variants=chosen, weights=weights, device=device,
+                                 overrides={"pooling": pooling} if pooling else None,
                                  progress=lambda m: click.echo(f"running {m}", err=True))
     click.echo(drift_table(rows))
     if plot:

@@ -64,9 +64,11 @@ FLICKER_VARIANTS = {
     "temporal": ("flow + temporal loss (default)", dict()),
     "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
     "previous": ("flow + temporal loss, earlier defaults (bilinear start, relaxed to any weight, judged on the sum, "
-                 "a miss restarting)",
-                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False)),
+                 "a miss restarting, the weight halved at each relaxation)",
+                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False,
+                      temporal_relax=0.5)),
     "restart": ("flow + temporal loss, a miss restarting the next frame where it started", dict(carry_misses=False)),
+    "halving": ("flow + temporal loss, the weight halved at each relaxation", dict(temporal_relax=0.5)),
 }
 
 
@@ -85,6 +87,7 @@ class FlickerRow:
     temporal_weight: float
     per_frame: list[tuple[float, float]] = field(default_factory=list)   # (content, style) of every frame
     level_iterations: float = 0.0  # per later frame, spent measuring the cold level (probes)
+    pooling: str = ""              # VGG19's pooling in the objective
 
     def quality_ratios(self, cold: "FlickerRow") -> list[float]:
         """Later frames' content + style against the same frame optimised cold (the cold row's)."""
@@ -109,16 +112,17 @@ def flicker_clip(frames: int, size: int) -> SyntheticClip:
 def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 120, frame_iterations: int | None = None,
                       weights: str | None = None, device: str = "cpu", seed: int = 0,
                       variants: list[str] | None = None, temporal_weights: list[float] | None = None,
-                      progress: Callable[[str], None] = lambda message: None) -> list[FlickerRow]:
+                      overrides: dict | None = None, progress: Callable[[str], None] = lambda message: None) -> list[FlickerRow]:
     """Stylise the known-motion clip every way and measure each. Later frames get a third of the first
-    frame's iterations in every warm variant; cold frames all get the first frame's."""
+    frame's iterations in every warm variant; cold frames all get the first frame's. `overrides`: settings
+    of every variant, the cold frames included (an objective to compare, such as the pooling)."""
     workspace = Workspace.create(weights, seed)
     try:
         clip = flicker_clip(frames, size)
         source = write_frames(clip.frames, workspace.root / "input")
         base = dict(weights=workspace.weights, size=size, iterations=iterations,
                     frame_iterations=frame_iterations or max(1, iterations // 3), device=device, seed=seed,
-                    **(MECHANICS_WEIGHTS if weights is None else {}))
+                    **(MECHANICS_WEIGHTS if weights is None else {}), **(overrides or {}))
         runs: list[tuple[str, str, dict]] = [(n, *FLICKER_VARIANTS[n]) for n in (variants or list(FLICKER_VARIANTS))]
         for gamma in temporal_weights or []:
             runs.append((f"temporal@{gamma:g}", f"flow + temporal loss, gamma {gamma:g}", dict(temporal_weight=gamma)))
@@ -139,7 +143,7 @@ def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 12
                 summary.iterations[0], later_iterations, summary.first_frame_seconds or 0.0,
                 float(np.mean(summary.later_frame_seconds)) if summary.later_frame_seconds else 0.0,
                 cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0,
-                [(f["content"], f["style"]) for f in finals], level_iterations))
+                [(f["content"], f["style"]) for f in finals], level_iterations, cfg.pooling))
         return rows
     finally:
         workspace.cleanup()
@@ -442,11 +446,13 @@ DRIFT_VARIANTS = {
     "bilinear": ("+ later frames started from a bilinear warp", dict(start_warp="bilinear")),
     "no-share": ("+ relaxed however little the temporal term weighs", dict(relax_share=0.0)),
     "previous": ("earlier defaults: bilinear start, relaxed however little the term weighs, judged on the sum, "
-                 "a miss restarting",
-                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False)),
+                 "a miss restarting, the weight halved at each relaxation",
+                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False,
+                      temporal_relax=0.5)),
     "no-reprobe": ("+ not probed again after a miss, a miss restarting the next frame where it started",
                    dict(reprobe_after=0, carry_misses=False)),
     "restart": ("+ a miss restarting the next frame where it started", dict(carry_misses=False)),
+    "halving": ("+ the temporal weight halved at each relaxation", dict(temporal_relax=0.5)),
     "terms": ("+ content and style each within 1.15x of their cold level", dict(term_slack=1.15)),
     "default": ("the current defaults", dict()),
 }
@@ -472,6 +478,7 @@ class DriftRow:
     speedup: float              # cold per-frame evaluations / later frames' mean, level measurements included
     seconds: float
     per_frame: list[tuple[float, float]]   # (content, style) of every frame
+    pooling: str = ""           # VGG19's pooling in the objective the variant and the cold frames were judged by
 
 
 def _drift_setup(workspace: Workspace, frames: int, size: int, random_weights: bool, tutorial: bool,
@@ -540,7 +547,7 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
                 float(np.mean([detail[i][1] / cold[i][3] for i in later])), summary.early_stops,
                 len(summary.later_frame_seconds),
                 iterations / (later_iterations + level_iterations), seconds,
-                per_frame))
+                per_frame, cfg.pooling))
         return rows, cold
     finally:
         workspace.cleanup()

@@ -73,11 +73,19 @@ class Config:
     # ---- model ----------------------------------------------------------------------------------
     weights: str | None = _field(None, doc="VGG19 state dict file; default: torchvision's ImageNet weights", flag=True, metavar="FILE")
     weights_format: str = _field("torchvision", doc="torchvision ([0,1] RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean)")
-    # Average pooling, as Gatys et al. prefer. Measured (`nst-video bench flicker`): with max pooling VGG19 is
-    # strongly shift-variant, so a previous result shifted by the true motion scores 3x the content loss it had,
-    # and under the temporal loss style loss then climbs frame after frame (2.2x cold frames' by frame 12);
-    # with average pooling the shifted result keeps its content loss and style stays at cold frames' level.
-    pooling: str = _field("avg", doc="VGG19's pooling: max or avg", flag=True)
+    # Anti-aliased average pooling (Zhang 2019): average pooling, as Gatys et al. prefer, with a binomial
+    # low-pass before its stride-2 subsampling. A stylised frame's fit is bound to the pixel grid the
+    # poolings subsample on, so after any motion the warm start costs content and style, and the temporal
+    # loss keeps the optimiser from winning them back. Measured on random weights (a 1-px shift of the input
+    # changes relu4_2's features by 2.6% of their energy with max pooling, 0.7% with average, 0.1% blurred):
+    # with max pooling a shifted previous result scored 3x its content loss and style climbed to 2.2x cold
+    # frames' by frame 12 of `bench flicker`; with average pooling the later frames hold 1.06x of cold but
+    # must relax the temporal term far to get there (true temporal error 7.59); blurred, they hold 1.06x
+    # of the same objective's cold frames for 5.69, `bench`'s clip at 160 px 9.34 -> 6.68 and the drift
+    # clip's 5.62 -> 3.61 (eval's estimate) at equal quality and evaluations. The blur is fixed, adds no
+    # weights and keeps average pooling's sizes; `avg` gives the earlier look.
+    pooling: str = _field("blur", doc="VGG19's pooling: max, avg, or blur (average pooling anti-aliased, Zhang 2019)",
+                          flag=True)
     # The paper names its layers conv4_2, conv1_1, ...: in Caffe's VGG19 the ReLU runs in place, so the blob
     # called conv4_2 holds the rectified response, which torchvision exposes as relu4_2 (Gatys's own PyTorch
     # code uses r42, r11..r51 as well). Pre-ReLU layers (conv*) can be chosen in YAML.
@@ -144,7 +152,14 @@ class Config:
     # against 54.8 and true temporal error 9.86 against 9.20. Off by default: it buys content with stability and
     # speed, and the sum already keeps content within 1.15x of cold with both objectives.
     term_slack: float = _field(0.0, doc="a later frame's stop also needs its content and its style each within this factor of the cold level's (0: judged on their sum only)")
-    temporal_relax: float = _field(0.5, doc="a later frame still worse than the cold level after relax_every iterations has its temporal weight multiplied by this (1: never relax)")
+    # Measured with blur pooling (random weights): at 0.5 (halved) `bench flicker` read a true temporal error
+    # of 5.69 at 1.06x of cold; at 0.7 a frame ends nearer the weakest weight that reaches the level and the
+    # next starts nearer the one it needs: 5.20 at 1.075x, flat, for 52.7 + 14.5 evaluations per later frame
+    # against 44.5 + 10.9. The drift clip keeps its quality (content 1.13x/1.15x, content + style 1.075x/1.08x,
+    # product/tutorial objective, flat) for 5.4x/6.0x fewer evaluations than the cold loop (5.7x/6.3x at 0.5);
+    # `bench`'s clip at 160 px 6.54 against 6.68, 54.3 + 10.4 evaluations against 48.3 + 8.7. Relaxing every
+    # 30 iterations instead held more (4.95) but cost the drift clip speed (4.4x). Stability comes first.
+    temporal_relax: float = _field(0.7, doc="a later frame still worse than the cold level after relax_every iterations has its temporal weight multiplied by this (1: never relax)")
     relax_every: int = _field(20, doc="iterations between relaxations of the temporal weight of a frame worse than the cold level")
     # A floor trades quality for stability where frames reach the level only by relaxing several steps: the next
     # frame starts one step stronger than the last ended, so the weight ratchets down frame after frame. Measured
@@ -305,7 +320,7 @@ KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 
 CHOICES = {
     "weights_format": ("torchvision", "caffe"),
-    "pooling": ("max", "avg"),
+    "pooling": ("max", "avg", "blur"),
     "loss_scale": ("mean", "paper"),
     "optimizer": ("lbfgs", "adam"),
     "precision": ("fp32", "tf32", "bf16"),

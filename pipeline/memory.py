@@ -2,10 +2,11 @@
 (with the size that fits) instead of dying with an out-of-memory error at frame 1.
 
 The estimate counts what autograd keeps for the backward pass of VGG19 up to the deepest layer used (one
-float32 tensor per convolution and pooling output, int64 indices for max pooling, a separate ReLU output
-after a used convolution), the backward pass's transient gradients (two of the largest activation), the
-image, its gradient and the targets, L-BFGS's history (two image-sized vectors per step kept, up to its
-history size), plus a fixed cost paid once the first backward pass has run.
+float32 tensor per convolution and pooling output, int64 indices for max pooling, the padded input of blur
+pooling's convolution, a separate ReLU output after a used convolution), the backward pass's transient
+gradients (two of the largest activation), the image, its gradient and the targets, L-BFGS's history (two
+image-sized vectors per step kept, up to its history size), plus a fixed cost paid once the first backward
+pass has run.
 
 Checked on the CPU against the growth of the process's peak resident set over one frame's optimisation
 after the model and targets were loaded (random weights, relu layers, 2 threads): Adam 512x288 570 MiB
@@ -34,7 +35,8 @@ def frame_bytes(height: int, width: int, cfg: Config, steps: int = LBFGS_HISTORY
         if name.startswith("pool"):
             scale *= 4
             out = channels(name) * pixels // scale
-            saved += out * 4 + (out * 8 if cfg.pooling == "max" else 0)
+            # max pooling keeps int64 indices; blur pooling's convolution keeps its padded input (4x its output)
+            saved += out * 4 + (out * 8 if cfg.pooling == "max" else out * 16 if cfg.pooling == "blur" else 0)
         elif name.startswith("conv"):
             out = channels(name) * pixels // scale
             saved += out * 4 * (2 if name in used else 1)     # a used conv output keeps its own ReLU copy

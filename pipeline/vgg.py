@@ -46,6 +46,23 @@ def channels(name: str) -> int:
     return convs[max(done, 1) - 1]
 
 
+class BlurPool(nn.Module):
+    """Anti-aliased average pooling (Zhang 2019, "Making Convolutional Networks Shift-Invariant Again"):
+    the 2x2 box of average pooling widened by a binomial [1, 2, 1] low-pass before the stride-2
+    subsampling, so a separable [1, 3, 3, 1] / 8 filter. Its taps are centred where average pooling's are
+    and its output has the same size (edges reflected), so it can stand in for it in a trained network."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :]).expand(channels, 1, 4, 4).contiguous())
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect" if min(x.shape[-2:]) > 1 else "replicate")
+        return nn.functional.conv2d(x, self.kernel, stride=2, groups=self.channels)
+
+
 class VGG19Features(nn.Module):
     """VGG19 `features` up to the deepest requested layer, frozen, returning a dict by layer name."""
 
@@ -72,7 +89,8 @@ class VGG19Features(nn.Module):
                 modules.append(nn.ReLU(inplace=VGG19_LAYERS[index - 1] not in self.layers))
             else:
                 # Gatys et al. 2016 prefer average pooling; torchvision's weights were trained with max.
-                modules.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+                modules.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2) if pooling == "avg"
+                               else BlurPool(in_channels))
         self.body = nn.Sequential(*modules)
         self.weights_format = weights_format
         if weights_format == "caffe":

@@ -19,17 +19,18 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert clip["ours_iterations_later"] <= 4  # the cap, extended twofold for frames below the cold level
     assert clip["speedup"] == clip["reference_seconds"] / clip["ours_seconds"]
     result = cli("bench", "flicker", "--frames", "3", "--size", "40", "--iterations", "3", "--temporal-weights", "0.5",
-                 "--json", tmp_path / "f.json")
+                 "--pooling", "max", "--json", tmp_path / "f.json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads((tmp_path / "f.json").read_text())
     assert [r["name"] for r in rows] == ["cold", "plain", "flow", "ruder", "held", "temporal", "long-term", "previous",
-                                           "restart", "temporal@0.5"]
+                                           "restart", "halving", "temporal@0.5"]
     assert rows[0]["later_iterations"] == 3                 # cold frames: all the first frame's iterations
     assert rows[3]["later_iterations"] == 1                 # warm: a third ...
     assert 1 <= rows[5]["later_iterations"] <= 2            # ... twice that for a frame below the cold level
     assert rows[5]["level_iterations"] == 3 / 2   # frame 0's probe of the cold level (at most --iterations), per later frame
     assert rows[0]["level_iterations"] == rows[3]["level_iterations"] == 0   # nothing judged, nothing probed
     assert all(len(r["per_frame"]) == 3 for r in rows)      # each frame's content and style, for quality over time
+    assert {r["pooling"] for r in rows} == {"max"}          # --pooling: every variant's objective, cold included
     header = result.stdout.splitlines()[0]
     assert "c+s vs cold" in header and "last q" in header
     cold_line = next(line for line in result.stdout.splitlines() if line.startswith("each frame cold"))
@@ -38,13 +39,14 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
 
 def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):
     result = cli("bench", "drift", "--frames", "12", "--size", "48", "--iterations", "6", "--frame-iterations", "3",
-                 "--every", "4", "--variants", "ruder,default", "--json", tmp_path / "d.json", "--plot",
+                 "--every", "4", "--variants", "ruder,default", "--pooling", "avg", "--json", tmp_path / "d.json", "--plot",
                  tmp_path / "plots" / "d.png")
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "d.json").read_text())
     assert sorted(map(int, report["cold"])) == [0, 4, 8]
     rows = {r["name"]: r for r in report["rows"]}
     assert list(rows) == ["ruder", "default"] and (tmp_path / "plots" / "d.png").exists()
+    assert {r["pooling"] for r in rows.values()} == {"avg"}  # --pooling over the tutorial objective's max
     assert rows["ruder"]["later_iterations"] <= 3      # Ruder's plain cap; the default may extend it to 2x
     assert rows["default"]["later_iterations"] <= 6
     for row in rows.values():

@@ -161,9 +161,9 @@ def test_runs_eval_and_figures_score_with_the_same_network(weights_file, style_i
     def pools(model):
         return {type(m).__name__ for m in model.modules() if "Pool" in type(m).__name__}
 
-    for pooling in ("avg", "max"):
+    for pooling, kind in (("avg", "AvgPool2d"), ("max", "MaxPool2d"), ("blur", "BlurPool")):
         cfg = Config(weights=str(weights_file), device="cpu", size=32, pooling=pooling)
-        expected = {"AvgPool2d" if pooling == "avg" else "MaxPool2d"}
+        expected = {kind}
         frame = texture(32, 32, 1)
         assert pools(video.Stylist(cfg, torch.device("cpu"), [frame], frame).model) == expected
         assert pools(evaluate.Scorer(cfg, style_image, (32, 32)).objective.model) == expected

@@ -6,7 +6,7 @@ import torchvision
 from pipeline.config import VGG19_LAYERS
 from pipeline.synthetic import random_vgg19_weights
 from pipeline.config import downsampling
-from pipeline.vgg import VGG19Features, WeightsError, cached_weights_path, channels, load_weights
+from pipeline.vgg import BlurPool, VGG19Features, WeightsError, cached_weights_path, channels, load_weights
 
 
 def test_layer_names_follow_torchvision_features():
@@ -56,6 +56,27 @@ def test_avg_pooling_and_caffe_preprocessing():
     pre = model.preprocess(image)
     assert pre[0, 2, 0, 0].item() == pytest.approx(255 - 123.68, abs=1e-3)  # red is the last BGR channel
     assert pre[0, 0, 0, 0].item() == pytest.approx(-103.939, abs=1e-3)
+
+
+def test_blur_pooling_keeps_avg_poolings_sizes_and_is_less_shift_variant():
+    """`pooling: blur` stands in for average pooling: the same output sizes (odd sizes included, so the
+    size checks made for the poolings hold), a flat map kept flat at its level, and a fit that moves
+    with the frame: a one-pixel shift of the input changes its deep features far less."""
+    weights = random_vgg19_weights(0)
+    avg, blur = (VGG19Features(weights, ["relu4_2"], pooling=p) for p in ("avg", "blur"))
+    assert sum(isinstance(m, BlurPool) for m in blur.body) == 3
+    for height, width in ((64, 96), (37, 51), (17, 17)):
+        image = torch.rand(1, 3, height, width)
+        assert blur(image)["relu4_2"].shape == avg(image)["relu4_2"].shape
+    flat = torch.full((1, 8, 9, 12), 0.3)
+    assert torch.allclose(BlurPool(8)(flat), torch.nn.AvgPool2d(2, 2)(flat))
+    torch.manual_seed(0)
+    image = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 40), size=(96, 160), mode="bicubic").clamp(0, 1)
+
+    def moved(model):
+        still, shifted = model(image[..., 8:88, 8:152])["relu4_2"], model(image[..., 8:88, 9:153])["relu4_2"]
+        return ((shifted - still).pow(2).mean() / still.pow(2).mean()).item()
+    assert moved(blur) < moved(avg) / 3
 
 
 def test_load_features_only_and_full_model_state_dicts(weights_file, full_weights_file):
