@@ -850,8 +850,8 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @handle_errors
 def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, every: int, objective: str,
-                variants: str | None, pooling: str | None, weights: str | None, device: str, plot: str | None, json_file: str | None,
-                debug: bool) -> None:
+                variants: str | None, pooling: str | None, weights: str | None, device: str, plot: str | None,
+                json_file: str | None, debug: bool) -> None:
     """Quality over time: a long shot made in code (a pan revealing new content, a slow zoom, a disc crossing
     the frame) stylised by each variant, every later frame judged against a cold optimisation of the same
     frame (sampled every --every frames). A drift shows as the last quarter's ratio above the first's."""
