@@ -774,9 +774,8 @@ class Shot:
                     self._set_level(record["losses"], self.probe)
             if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
                 carried = record["index"]
-                self._carry(record.get("temporal_scale", 1.0), record.get("relaxed", 0), bool(record.get("converged")),
-                            record.get("losses", {}))
-                self._note_miss(record["index"], bool(record.get("converged")))
+                self._pass_on(record["index"], record.get("temporal_scale", 1.0), record.get("relaxed", 0),
+                              bool(record.get("converged")), record.get("losses", {}))
             if record.get("reference"):
                 self.reached = self.reprobe = False  # the level was measured again on this frame
                 self.ctx.summary.references[record["index"]] = record["losses"]
@@ -836,8 +835,7 @@ class Shot:
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
         ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, probe, burn_in=burn_in,
                    contrast=contrast)
-        self._carry(result.temporal_scale, result.relaxed, result.converged, result.losses)
-        self._note_miss(index, result.converged)
+        self._pass_on(index, result.temporal_scale, result.relaxed, result.converged, result.losses)
         if cold and probe:
             self._set_level(result.losses, probe)
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
@@ -876,6 +874,12 @@ class Shot:
         after = self.ctx.cfg.reprobe_after
         self.reprobe = bool(after and not reached and self.reached and index - self.probed_at >= after)
         self.reached = self.reached or reached
+
+    def _pass_on(self, index: int, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
+        """What frame `index` leaves the next one, live and when a resume replays the log: its starting factor
+        (_carry) and whether it is probed again (_note_miss)."""
+        self._carry(scale, relaxed, reached, losses)
+        self._note_miss(index, reached)
 
     def _carry(self, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
         """The next frame's starting factor: one step stronger than this frame ended, whether relaxing bought it

@@ -284,7 +284,7 @@ def test_a_temporal_term_that_weighs_nothing_is_not_carried_on_weaker(tmp_path, 
         summary, _ = run_job(frames, style_image, tmp_path / f"out{int(relax_share * 1000)}",
                              small(weights_file, relax_share=relax_share, **base), keep_work=True)
         log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
-        return [log[i]["temporal_scale"] / 0.5 ** log[i]["relaxed"] for i in range(1, 6)], log
+        return [log[i]["temporal_scale"] / base["temporal_relax"] ** log[i]["relaxed"] for i in range(1, 6)], log
 
     kept, log = starts(0.005)
     assert sum(log[i]["relaxed"] for i in range(1, 6)) >= 3  # later frames were relaxed ...
