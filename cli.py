@@ -188,17 +188,21 @@ def style_paths(value: str) -> tuple[Path, ...]:
     return paths
 
 
-def output_files(options: dict[str, str | None], reads: dict[str, list[Path]] | None = None) -> None:
+def output_files(options: dict[str, str | None], reads: dict[str, list[Path]] | None = None,
+                 owned: dict[str, Path] | None = None) -> None:
     """Files that options name for writing (`--log`, `--loss-plot`, ...): each a file name whose folder exists
-    or can be created (missing folders of outputs are created when the work starts, by every command), and
-    none of them a file the command reads. Checked before any work; creates nothing."""
-    from pipeline.files import check_file_output, check_not_overwriting
+    or can be created (missing folders of outputs are created when the work starts, by every command), none of
+    them a file the command reads, and none inside a folder the run owns (`owned`: what -> folder, such as the
+    work directory or an OUTPUT folder). Checked before any work; creates nothing."""
+    from pipeline.files import check_file_output, check_not_overwriting, check_outside
 
     for option, path in options.items():
         if path:
             check_file_output(path, option)
             if reads:
                 check_not_overwriting(path, reads, folder=False, name=option)
+            for what, folder in (owned or {}).items():
+                check_outside(path, folder, option, what)
 
 
 # ---- progress -----------------------------------------------------------------------------------------
@@ -519,9 +523,15 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     for figure in (progress_sheet, loss_plot):
         if figure and Path(figure).suffix.lower() != ".png":
             raise click.BadParameter(f"{figure} must end in .png", param_hint="--progress-sheet/--loss-plot")
+    from pipeline.media import output_kind
+    from pipeline.workdir import default_work_dir
+
     reads = video.reads_of(Path(input_path), styles, cfg)
+    owned = {"work directory": Path(work_dir) if work_dir else default_work_dir(output)}
+    if output_kind(output) == "folder":
+        owned["OUTPUT folder"] = Path(output)
     output_files({"--log": log_file, "--progress-sheet": progress_sheet, "--progress-anim": progress_anim,
-                  "--loss-plot": loss_plot, "--report": report_file}, reads)
+                  "--loss-plot": loss_plot, "--report": report_file}, reads, owned)
     _check_report(report_file)
     snapshot_dir = Path(progress_dir) if progress_dir else Path(f"{output.rstrip(os.sep)}.progress")
     if save_every:
@@ -534,8 +544,6 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
                     save_every or 0, snapshots, keep_histories=bool(loss_plot), overwrite=overwrite)
     reporter = Reporter(quiet, log_file)
     stop = video.StopFlag()
-    from pipeline.workdir import default_work_dir
-
     page = _report_writer(report_file, [(Path(input_path).name, Path(input_path), Path(output),
                                          Path(work_dir) if work_dir else default_work_dir(output))])
     try:
@@ -590,9 +598,14 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     from pipeline import batch, video
 
     base_config = config_from_params(params)
-    jobs = batch.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config)
+    jobs = batch.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config, work_dir=work_dir)
     device_list = batch.parse_devices(devices)
-    output_files({"--log": log_file, "--report": report_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs})
+    owned = {f"work directory of job {job.number}": batch.job_work_dir(job, work_dir) for job in jobs}
+    from pipeline.media import output_kind
+
+    owned.update({f"OUTPUT folder of job {job.number}": job.output for job in jobs if output_kind(job.output) == "folder"})
+    output_files({"--log": log_file, "--report": report_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs},
+                 owned)
     _check_report(report_file)
     options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart, "overwrite": overwrite}
     reporter = Reporter(quiet, log_file)

@@ -15,6 +15,7 @@ numpy-free and torch-free: only the standard library.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -172,6 +173,51 @@ def check_not_overwriting(output: str | Path, reads: Mapping[str, Iterable[str |
             if folder and _inside(path, output):
                 raise ConfigError(f"{name} folder {output} holds the {role} {path}, which writing the frames "
                                   f"there would destroy; give another {name}")
+
+
+def _same_or_inside(path: Path, folder: Path) -> bool:
+    return same_file(path, folder) or _inside(path, folder)
+
+
+def check_work_dir(work: str | Path, output: str | Path, reads: Mapping[str, Iterable[str | Path]], *,
+                   folder: bool) -> None:
+    """A work directory holds our files only, and every one of them goes when the job is done: it may not be,
+    hold or lie inside OUTPUT (or the folder OUTPUT goes in), nor be or hold a file the run reads."""
+    work, output = Path(work), Path(output)
+    if _same_or_inside(output, work):
+        raise ConfigError(f"--work-dir {work} would hold OUTPUT {output}, which cleaning up the work directory "
+                          "would delete; give a work directory of its own")
+    if folder and _inside(work, output):
+        raise ConfigError(f"--work-dir {work} lies inside the OUTPUT folder {output}; give a work directory "
+                          "outside it")
+    for role, paths in reads.items():
+        for path in paths:
+            if _same_or_inside(Path(path), work):
+                raise ConfigError(f"--work-dir {work} holds the {role} {path}; give a work directory of its own")
+
+
+def check_outside(path: str | Path, folder: str | Path, option: str, what: str) -> None:
+    """A file an option writes (a log, a report) must not go inside a folder the run owns (`what`)."""
+    if path and _same_or_inside(Path(path), Path(folder)):
+        raise ConfigError(f"{option} {path} is inside the {what} {folder}, which the run manages (and removes); "
+                          "give a path outside it")
+
+
+def write_target(path: str | Path, name: str = "OUTPUT") -> Path:
+    """Where an output is really written: through a symbolic link into its target (a render share mounted
+    elsewhere), so the temporary file and the final rename happen on the target's own filesystem and the
+    link stays a link. A dangling link or a link loop is refused (creates nothing)."""
+    path = Path(path)
+    if not path.is_symlink():
+        return path
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(f"{name} {path} is a symbolic link that loops; give a real path") from None
+        raise ConfigError(f"{name} {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                          "create the target first or give another path") from None
+    return Path(os.path.realpath(path))
 
 
 # ---- output folders: know our own files ---------------------------------------------------------------

@@ -29,7 +29,8 @@ import torch
 from . import color, media, memory, probe, runtime
 from .config import MAX_SIZE, Config, ConfigError, NSTError
 from .events import Finishing, FrameDone, Notice, Reference, Started
-from .files import check_not_overwriting, make_parent, remove_dead_partials, remove_if_empty
+from .files import (check_folder_writable, check_not_overwriting, check_work_dir, make_parent, remove_dead_partials,
+                    remove_if_empty, write_target)
 from .flow import Motion, MotionAnalyser, inpaint, long_term_offsets, long_term_weights, matched_fill, warp
 from .losses import TemporalTarget, build_objective
 from .optimise import NonFiniteLoss, Plan, Result, quality, stylise
@@ -469,9 +470,15 @@ class Run:
         if cfg.init not in ("content", "noise") and not Path(cfg.init).is_file():
             raise ConfigError(f"--init must be content, noise or an image file; {cfg.init} does not exist")
         output = self.output
-        check_not_overwriting(output, reads_of(job.input, job.styles, cfg), folder=media.output_kind(output) == "folder")
+        reads = reads_of(job.input, job.styles, cfg)
+        folder = media.output_kind(output) == "folder"
+        check_not_overwriting(output, reads, folder=folder)
         media.check_output_fits(source, output)
         media.check_writable(output, overwrite=job.overwrite)
+        if source.kind != "image":  # every path relation before any work: the work directory is removed at the end
+            work_path = job.work_dir or default_work_dir(output)
+            check_work_dir(work_path, output, reads, folder=folder)
+            check_folder_writable(work_path, "work directory")
         if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
             raise ConfigError(f"--style-blend has {len(cfg.style_blend)} weights for {len(job.styles)} style images")
         self.ctx = ctx = _context(job, cfg, source, Summary(output=output), self.emit, stop)
@@ -522,7 +529,7 @@ class Run:
             for message in prepare_notices(ctx.source, self.output, ctx.cfg):
                 ctx.summary.warnings.append(message)
                 emit(Notice(message))
-            removed = remove_dead_partials(self.output)  # after the work directory's lock: no live run of the job is left
+            removed = remove_dead_partials(write_target(self.output))  # after the work directory's lock: no live run of the job is left
             if removed:
                 emit(Notice(f"removed {len(removed)} temporary file{'s' if len(removed) > 1 else ''} left by earlier "
                             f"runs that died ({', '.join(p.name for p in removed)})"))

@@ -39,10 +39,27 @@ from .media import FRAME_NAME, write_image
 
 FORMAT = 2  # 2: the progress of sweep passes is kept per shot
 CHUNKS = "chunks"
+# Every name a run writes in its work directory: cleaning up removes these and nothing else, so a file the
+# user put there (or a folder the user gave) survives.
+OURS = ("job.json", "frames", "inputs", "passes.json", "log.jsonl", "cuts.json", CHUNKS, "run.jsonl", "preview",
+        "lock", "shared.lock", ".write-test")
 
 
 class WorkDirError(NSTError):
     pass
+
+
+class WorkDirBusy(ConfigError):
+    """A live run holds the work directory: refused before any work (exit 2)."""
+
+
+def holder(work: str | Path) -> int | None:
+    """The pid a live run wrote into the work directory's lock, if any."""
+    try:
+        text = (Path(work) / "lock").read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def default_work_dir(output: str | Path) -> Path:
@@ -91,6 +108,7 @@ class WorkDir:
         self.frames = self.path / "frames"
         self.inputs = self.path / "inputs"
         self._lock_handle = None
+        self._made = False   # this run (or the one that began the job) created the folder itself
 
     # -- opening ------------------------------------------------------------------------------------
     def open(self, identity: dict[str, Any], *, restart: bool = False) -> str | None:
@@ -99,6 +117,8 @@ class WorkDir:
         frames holds nothing to lose and is taken over. Returns a notice when it was taken over."""
         job_file = self.path / "job.json"
         notice = None
+        if (self.path / "lock").is_file():
+            self._lock()  # first: a directory a live run holds is neither taken over nor touched
         if not restart and job_file.exists() and self.finished_count() == 0:
             try:
                 old = json.loads(job_file.read_text())
@@ -110,10 +130,9 @@ class WorkDir:
                 notice = f"work directory {self.path} held no finished frame of another job: reused"
         if restart and self.path.exists():
             self._check_ours()
-            if (self.path / "lock").exists():
-                self._lock()  # never discard a directory a live run holds
-            self.close()
-            shutil.rmtree(self.path)
+            made = self._made_by_us()
+            self._remove_ours()
+            self._made = made
         if job_file.exists():
             try:
                 old = json.loads(job_file.read_text())
@@ -127,12 +146,15 @@ class WorkDir:
                 changed = ", ".join(_differences(old.get("identity", {}), identity)) or "the job"
                 raise ConfigError(f"work directory {self.path} holds another job (changed: {changed}); "
                                   "rerun with --restart to discard its frames, or give another --work-dir")
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif not restart and self.path.exists() and any(self.path.iterdir()):
             self._check_ours()
         try:
+            if not self.path.exists():
+                self._made = True
             self.frames.mkdir(parents=True, exist_ok=True)
             if not job_file.exists():
-                write_json(job_file, {"format": FORMAT, "hash": identity_hash(identity), "identity": identity}, durable=True)
+                write_json(job_file, {"format": FORMAT, "hash": identity_hash(identity), "identity": identity,
+                                      "made_folder": bool(self._made)}, durable=True)
             probe = self.path / ".write-test"
             probe.write_text("ok")
             probe.unlink()
@@ -140,7 +162,8 @@ class WorkDir:
             if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise WorkDirError(f"work directory {self.path} is not writable ({exc.strerror})") from None
             raise WorkDirError(f"cannot use work directory {self.path}: {exc.strerror}") from None
-        self._lock()
+        if not self.locked:
+            self._lock()
         return notice
 
     def attach(self, identity: dict[str, Any]) -> None:
@@ -156,7 +179,8 @@ class WorkDir:
 
     def _check_ours(self) -> None:
         if self.path.exists() and not (self.path / "job.json").exists() and any(self.path.iterdir()):
-            raise WorkDirError(f"{self.path} exists and is not an nst-video work directory; give another --work-dir")
+            raise ConfigError(f"{self.path} exists, is not empty and is not an nst-video work directory; "
+                              "give an empty or new --work-dir")
 
     def _lock(self) -> None:
         self._lock_handle = open(self.path / "lock", "a+")
@@ -165,7 +189,40 @@ class WorkDir:
         except OSError:
             self._lock_handle.close()
             self._lock_handle = None
-            raise WorkDirError(f"another nst-video run is using {self.path}") from None
+            pid = holder(self.path)
+            raise WorkDirBusy(f"another nst-video run{f' (pid {pid})' if pid else ''} is using {self.path}: "
+                              "wait for it to end, or stop it first") from None
+        self._lock_handle.seek(0)
+        self._lock_handle.truncate()
+        self._lock_handle.write(str(os.getpid()))
+        self._lock_handle.flush()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this object holds the directory's lock."""
+        return self._lock_handle is not None
+
+    def _made_by_us(self) -> bool:
+        try:
+            return bool(json.loads((self.path / "job.json").read_text()).get("made_folder", True))
+        except (OSError, ValueError):
+            return self._made
+
+    def _remove_ours(self) -> None:
+        """Remove what runs wrote here (OURS) and nothing else; the lock goes last, then is released."""
+        for name in OURS:
+            if name == "lock":
+                continue
+            entry = self.path / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                try:
+                    entry.unlink()
+                except OSError:
+                    pass
+        (self.path / "lock").unlink(missing_ok=True)
+        self.close()
 
     def close(self) -> None:
         if self._lock_handle is not None:
@@ -174,8 +231,15 @@ class WorkDir:
             self._lock_handle = None
 
     def remove(self) -> None:
-        self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        """The job is done (or left nothing to resume): remove our files; the folder too if a run of this job
+        created it and nothing else is in it."""
+        made = self._made_by_us()
+        self._remove_ours()
+        if made:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass  # something that is not ours is in it: it stays
 
     # -- frames -------------------------------------------------------------------------------------
     def frame_path(self, index: int) -> Path:
@@ -213,10 +277,10 @@ class WorkDir:
     def discard_if_empty(self) -> bool:
         """After a failed run: remove the directory if it holds no finished frame (nothing to resume), so a
         refused or failed command leaves nothing behind. True if removed."""
-        if self.path.exists() and (self.path / "job.json").exists() and self.finished_count() == 0:
+        if self.locked and (self.path / "job.json").exists() and self.finished_count() == 0:
             self.remove()
             return True
-        self.close()
+        self.close()  # never another process's directory: only the run holding the lock may remove it
         return False
 
     # -- progress of later passes and the per-frame log ---------------------------------------------

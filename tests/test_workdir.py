@@ -5,6 +5,7 @@ import json
 import pytest
 
 from pipeline import video, workdir
+from pipeline.config import ConfigError
 from tests.conftest import command, frames_of, killed_after, run
 from tests.test_resume import _small
 
@@ -38,11 +39,11 @@ def test_work_directory_of_another_version_or_unusable(tmp_path, frames_dir, wei
         video.run(video.Job(frames_dir, (style_image,), out), _small(weights_file))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(workdir.WorkDirError, match="cannot use work directory"):
+    with pytest.raises(ConfigError, match="cannot create work directory .*is a file"):
         video.run(video.Job(frames_dir, (style_image,), out, work_dir=blocker / "work"), _small(weights_file))
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "thesis.tex").write_text("precious")
-    with pytest.raises(workdir.WorkDirError, match="not an nst-video work directory"):
+    with pytest.raises(ConfigError, match="not an nst-video work directory"):
         video.run(video.Job(frames_dir, (style_image,), out, work_dir=stranger, restart=True), _small(weights_file))
     assert (stranger / "thesis.tex").exists()
