@@ -26,7 +26,7 @@ from .config import ConfigError
 from .probe import (DEFAULT_FOLDER_FPS, IMAGE_EXTS, VIDEO_EXTS, MediaError, MediaInfo, last_line, ffmpeg_exe,
                     frame_rate_mode_option)
 from .files import (FOLDER_MARKER, check_folder_writable, check_output_folder, frames_marker, make_parent, temp_sibling,
-                    write_file)
+                    write_file, write_target)
 
 FRAME_NAME = "{:06d}.png"
 
@@ -174,6 +174,13 @@ class FrameReader:
             if code != 0:
                 raise MediaError(f"{self.info.path}: decoding failed after frame {self.frames_read} "
                                  f"({self._drain.last()})")
+            expected = self.info.frames or 0
+            short = expected - self.frames_read
+            if self._drain.error_lines and not resample and short > (0 if self.info.frames_exact else 1):
+                # damage ffmpeg could not conceal: the rest of the clip is lost, and a shorter output is no result
+                raise MediaError(f"{self.info.path} is damaged: only its first {self.frames_read} of {expected} frames "
+                                 f"could be decoded (ffmpeg: {self._drain.first()}); the last good frame is "
+                                 f"{self.frames_read - 1}. Repair or re-export the input")
             if self._drain.error_lines:
                 self.warnings.append(
                     f"{self.info.path}: the decoder reported damaged data from about frame "
@@ -216,8 +223,9 @@ def output_kind(path: str | Path) -> str:
 
 def check_writable(path: str | Path, *, overwrite: bool = False) -> None:
     """OUTPUT can be written: its folder exists or can be created, and an existing output folder holds only
-    frames nst-video wrote there (with `overwrite`, numbered frames of anyone's). Creates nothing."""
-    target = Path(path)
+    frames nst-video wrote there (with `overwrite`, numbered frames of anyone's). A symbolic link is checked
+    (and later written) through to its target. Creates nothing."""
+    target = write_target(path)
     kind = output_kind(path)
     if kind != "folder" and target.is_dir():
         raise ConfigError(f"OUTPUT {target} is a folder")
@@ -454,8 +462,10 @@ def alpha_kept(source: MediaInfo, output: str | Path) -> bool:
 def open_sink(path: str | Path, frame_size: tuple[int, int], fps: Fraction, *, source: MediaInfo,
               codec: str = "auto", crf: int = 18, keep_size: bool = False, overwrite: bool = False):
     """The writer OUTPUT's form asks for. `keep_size` scales back to the input's size (even sides for video);
-    the input's alpha channel is kept where OUTPUT can hold it (see `alpha_kept`)."""
+    the input's alpha channel is kept where OUTPUT can hold it (see `alpha_kept`). A symbolic link is written
+    through: the output goes into its target, on the target's filesystem, and the link stays."""
     kind = output_kind(path)
+    path = write_target(path)
     out_size = None
     if keep_size:
         out_size = output_size(source, path)

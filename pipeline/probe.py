@@ -88,6 +88,7 @@ class MediaInfo:
     vfr: bool = False
     alpha: bool = False          # frames have transparency (an image's or a folder's first frame; a video's pixel format)
     files: tuple[Path, ...] = field(default=(), repr=False)
+    frames_exact: bool = False   # a video's frame count is the container's own (nb_frames), not estimated
 
     @property
     def size(self) -> tuple[int, int]:
@@ -228,6 +229,7 @@ def _probe_ffprobe(path: Path, probe_bin: str) -> MediaInfo:
     if abs(rotation) % 180 == 90:
         width, height = height, width
     frames = int(video["nb_frames"]) if str(video.get("nb_frames", "")).isdigit() else None
+    exact = bool(frames) and not vfr
     duration = video.get("duration") or _hms(video.get("tags", {}).get("DURATION")) or data.get("format", {}).get("duration")
     if vfr or not frames:
         frames = round(float(duration) * fps) if duration else None
@@ -235,7 +237,7 @@ def _probe_ffprobe(path: Path, probe_bin: str) -> MediaInfo:
         raise MediaError(f"{path}: the video stream has no frames")
     alpha = bool(re.match(r"(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)", video.get("pix_fmt", "")))
     return MediaInfo("video", path, width, height, fps, frames, bool(audios),
-                     audios[0].get("codec_name") if audios else None, rotation, vfr, alpha)
+                     audios[0].get("codec_name") if audios else None, rotation, vfr, alpha, frames_exact=exact)
 
 
 def _probe_ffmpeg(path: Path) -> MediaInfo:
