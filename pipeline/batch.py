@@ -14,6 +14,7 @@ is finished and skipped on a rerun; an unfinished one resumes from its work dire
 from __future__ import annotations
 
 import glob
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,9 @@ from typing import Any, Callable
 import yaml
 
 from . import media, probe
-from .config import Config, ConfigError, NSTError, coerce_values, load_yaml, yaml_error
+from .config import Config, ConfigError, NSTError, coerce_values, describe, load_yaml, yaml_error
 from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice, UnitsPlanned
-from .files import FOLDER_MARKER, check_not_overwriting, foreign_files
+from .files import FOLDER_MARKER, check_not_overwriting, check_work_dir, foreign_files
 from .workdir import default_work_dir
 
 JOB_FIELDS = ("input", "style", "output")
@@ -53,13 +54,27 @@ class Outcome:
     device: str = ""
 
 
+def _path_problem(raw: dict[str, Any]) -> str | None:
+    """input and output are paths, style a path or a list of them: checked by type before any is formatted."""
+    for key in ("input", "output"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            return f"{key} must be a path, not {describe(raw[key])}"
+    styles = raw["style"] if isinstance(raw["style"], list) else [raw["style"]]
+    if not styles or not all(isinstance(s, str) and s.strip() for s in styles):
+        return f"style must be a path or a list of paths, not {describe(raw['style'])}"
+    return None
+
+
 def _as_paths(value: Any, base: Path) -> list[Path]:
     paths = [Path(str(v)).expanduser() for v in (value if isinstance(value, list) else [value])]
     return [path if path.is_absolute() else (base / path).expanduser() for path in paths]
 
 
+MAX_JOBS_FILE = 4 << 20   # bytes: about 20,000 jobs; a larger file is refused before it is parsed
+
+
 def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None,
-              base_config: Config | None = None) -> list[BatchJob]:
+              base_config: Config | None = None, work_dir: str | Path | None = None) -> list[BatchJob]:
     """Jobs from a YAML jobs file or a glob of inputs. Every problem in every job is collected and raised
     together (ConfigError, one line per problem), so nothing starts if anything is wrong."""
     errors: list[str] = []
@@ -68,6 +83,9 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
     if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"jobs file {spec} does not exist")
+        if path.stat().st_size > MAX_JOBS_FILE:
+            raise ConfigError(f"jobs file {spec} is {path.stat().st_size / 2**20:.0f} MiB; at most "
+                              f"{MAX_JOBS_FILE >> 20} MiB is read (split it into several batches)")
         try:
             data = load_yaml(path.read_text())
         except yaml.YAMLError as error:
@@ -88,6 +106,10 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
             if missing:
                 errors.append(f"job {number}: missing {', '.join(missing)}")
                 continue
+            problem = _path_problem(raw)
+            if problem:
+                errors.append(f"job {number}: {problem}")
+                continue
             try:
                 overrides = coerce_values({k: v for k, v in raw.items() if k not in JOB_FIELDS}, f"job {number}")
             except ConfigError as error:
@@ -106,20 +128,44 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
             output = Path(out_dir) / (source.name if source.is_dir() or source.suffix.lower() in probe.VIDEO_EXTS
                                       + probe.IMAGE_EXTS else f"{source.stem}.mp4")
             jobs.append(BatchJob(number, source, tuple(Path(s) for s in style.split(",")), output))
-    errors += validate(jobs, base_config or Config())
+    errors += validate(jobs, base_config or Config(), work_dir)
     if errors:
         raise ConfigError(f"{len(errors)} problem{'s' if len(errors) > 1 else ''} in the batch, nothing started:\n  "
                           + "\n  ".join(errors))
     return jobs
 
 
-def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
+def _keys(path: Path) -> list[Any]:
+    """What identifies a file however it is spelled: its real path, and its inode where it exists (hard links)."""
+    keys: list[Any] = [os.path.realpath(path)]
+    try:
+        stat = os.stat(path)
+        keys.append((stat.st_dev, stat.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
+def validate(jobs: list[BatchJob], base_config: Config, work_dir: str | Path | None = None) -> list[str]:
     """Every problem of every job: missing files, an output that is (or would destroy) a file this job or
-    another job reads, two jobs writing one output, settings that do not fit."""
+    another job reads, two jobs writing one output, a work directory that would hold an output, settings that do
+    not fit. Linear in the jobs: every read path is indexed once, with its folders."""
     from .video import reads_of
 
     errors = []
-    seen: dict[Path, int] = {}
+    seen: dict[str, int] = {}
+    reads: dict[Any, list[tuple[int, str, Path]]] = {}     # a read file -> (job, role, path), at most two jobs
+    holders: dict[str, list[tuple[int, str, Path]]] = {}   # a folder holding a read file -> the same
+    for job in jobs:
+        for role, path in [("INPUT", job.input), *(("STYLE", style) for style in job.styles)]:
+            entry = (job.number, f"{role} of job {job.number}", path)
+            for key in _keys(path):
+                if len(reads.setdefault(key, [])) < 2 and all(e[0] != job.number for e in reads[key]):
+                    reads[key].append(entry)
+            for folder in Path(os.path.realpath(path)).parents:
+                found = holders.setdefault(str(folder), [])
+                if len(found) < 2 and all(e[0] != job.number for e in found):
+                    found.append(entry)
     for job in jobs:
         prefix = f"job {job.number} ({job.name})"
         if not job.input.exists():
@@ -127,7 +173,7 @@ def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
         for style in job.styles:
             if not style.is_file():
                 errors.append(f"{prefix}: style {style} {'is a folder' if style.is_dir() else 'does not exist'}")
-        resolved = job.output.resolve()
+        resolved = os.path.realpath(job.output)
         if resolved in seen:
             errors.append(f"{prefix}: output {job.output} is also the output of job {seen[resolved]}")
         seen[resolved] = job.number
@@ -136,12 +182,15 @@ def validate(jobs: list[BatchJob], base_config: Config) -> list[str]:
             cfg = base_config.replace(**job.overrides)
             if cfg.style_blend is not None and len(cfg.style_blend) != len(job.styles):
                 errors.append(f"{prefix}: style_blend has {len(cfg.style_blend)} weights for {len(job.styles)} styles")
-            check_not_overwriting(job.output, reads_of(job.input, job.styles, cfg), folder=folder)
-            for other in jobs:
-                if other is not job:
-                    check_not_overwriting(job.output, {f"INPUT of job {other.number}": [other.input],
-                                                       f"STYLE of job {other.number}": list(other.styles)},
-                                          folder=folder)
+            own = reads_of(job.input, job.styles, cfg)
+            check_not_overwriting(job.output, own, folder=folder)
+            hits = [e for key in _keys(job.output) for e in reads.get(key, ())]
+            hits += holders.get(resolved, []) if folder else []
+            for number, role, path in hits:
+                if number != job.number:
+                    check_not_overwriting(job.output, {role: [path]}, folder=folder)
+            if media.output_kind(job.output) != "image":
+                check_work_dir(job_work_dir(job, work_dir), job.output, own, folder=folder)
         except NSTError as error:
             errors.append(f"{prefix}: {error}")
     return errors

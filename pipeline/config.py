@@ -451,8 +451,7 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(key, inner, value)
-    shown = value if not isinstance(value, str) else value.strip()
-    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {shown!r}")
+    bad = ConfigError(f"{key}: expected {_type_name(hint)}, got {describe(value)}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -496,6 +495,22 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             raise bad
         return _frozen_map({str(k): _coerce(f"{key}.{k}", float, v) for k, v in value.items()})
     raise bad
+
+
+def describe(value: Any, limit: int = 40) -> str:
+    """A value for an error message, checked by type before anything is formatted: a scalar quoted up to `limit`
+    characters, a list or mapping only named with its length (a YAML alias bomb is never walked)."""
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, Mapping):
+        return f"a mapping of {len(value)} key{'s' if len(value) != 1 else ''}"
+    if isinstance(value, str):
+        text = value.strip()
+        return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+    if value is None or isinstance(value, (bool, int, float)):
+        text = repr(value)
+        return text if len(text) <= limit else text[:limit] + "..."
+    return f"a YAML {type(value).__name__}"
 
 
 def _type_name(hint: Any) -> str:
