@@ -71,7 +71,8 @@ class Config:
     style_blend: tuple[float, ...] | None = _field(None, doc="weights of several style images (normalised to sum 1)", flag=True, metavar="W1,W2,..")
     original_colors: bool = _field(False, doc="luminance-only transfer, keeping the content's colours", flag=True)
     # ---- model ----------------------------------------------------------------------------------
-    weights: str | None = _field(None, doc="VGG19 state dict file; default: torchvision's ImageNet weights", flag=True, metavar="FILE")
+    # frames=False: the weights are in a job's identity by content (their SHA-256), not by path.
+    weights: str | None = _field(None, frames=False, doc="VGG19 state dict file; default: torchvision's ImageNet weights", flag=True, metavar="FILE")
     weights_format: str = _field("torchvision", doc="torchvision ([0,1] RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean)")
     # Anti-aliased average pooling (Zhang 2019): average pooling, as Gatys et al. prefer, with a binomial
     # low-pass before its stride-2 subsampling. A stylised frame's fit is bound to the pixel grid the

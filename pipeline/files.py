@@ -9,6 +9,8 @@
 - Temporary files of runs that died (SIGKILL, power loss) are removed by the next run of the same output,
   never those of a live process.
 - Folders that outputs go in are created when the work starts, never by a command that is refused.
+- A finished output knows what made it: the record of its job (the folder's marker, or a hidden sidecar
+  `.NAME.nst-video.json` beside a video or image), so a rerun with other settings is not taken for done.
 
 numpy-free and torch-free: only the standard library.
 """
@@ -224,6 +226,44 @@ def write_target(path: str | Path, name: str = "OUTPUT") -> Path:
 
 def frames_marker(count: int) -> bytes:
     return json.dumps({"writer": "nst-video", "frames": count}).encode()
+
+
+def record_path(output: str | Path) -> Path:
+    """Where OUTPUT's record is kept: inside a folder (its marker), beside a file (a hidden sidecar)."""
+    target = Path(os.path.realpath(output))
+    return target / FOLDER_MARKER if target.is_dir() else target.with_name(f".{target.name}.nst-video.json")
+
+
+def write_record(output: str | Path, record: Mapping[str, object]) -> None:
+    """Record what made the finished OUTPUT (after it was renamed into place): the folder's marker gains it;
+    a file's sidecar also keeps the file's size and time, so a file replaced by anyone else has no record."""
+    path, target = record_path(output), Path(os.path.realpath(output))
+    if target.is_dir():
+        data = json.loads(path.read_text())
+        data["made"] = dict(record)
+    else:
+        stat = target.stat()
+        data = {"writer": "nst-video", "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "made": dict(record)}
+    write_json(path, data)
+
+
+def read_record(output: str | Path) -> dict | None:
+    """The record of what made OUTPUT, or None when nst-video has none: no marker or sidecar, a file changed
+    since, or a folder that holds files the marker does not list."""
+    path, target = record_path(output), Path(os.path.realpath(output))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("writer") != "nst-video" or not isinstance(data.get("made"), dict):
+        return None
+    if target.is_dir():
+        return data["made"] if foreign_files(target) == ([], []) else None
+    try:
+        stat = target.stat()
+    except OSError:
+        return None
+    return data["made"] if (stat.st_size, stat.st_mtime_ns) == (data.get("bytes"), data.get("mtime_ns")) else None
 
 
 def foreign_files(folder: Path) -> tuple[list[str], list[str]]:

@@ -9,6 +9,7 @@ or a state dict file the user names. Never random weights: without weights we sa
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -221,9 +222,17 @@ def _clip(text: str, limit: int = 100) -> str:
 
 
 def weights_identity(path: str | Path | None) -> str:
-    """What identifies the weights for a job's hash: the file's SHA-256, or torchvision's release name."""
+    """What identifies the weights for a job's hash: the file's SHA-256 (by content, not by path), or
+    torchvision's release name."""
     if path is None:
         return f"torchvision:{_torchvision_weights().url}"
+    stat = os.stat(path)
+    return _file_sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Hashed once per file version: a batch of many jobs with one weights file reads it once."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):

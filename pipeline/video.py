@@ -29,15 +29,15 @@ import torch
 from . import color, media, memory, probe, runtime
 from .config import MAX_SIZE, Config, ConfigError, NSTError
 from .events import Finishing, FrameDone, Notice, Reference, Started
-from .files import (check_folder_writable, check_not_overwriting, check_work_dir, make_parent, remove_dead_partials,
-                    remove_if_empty, write_target)
+from .files import (check_folder_writable, check_not_overwriting, check_work_dir, make_parent, read_record,
+                    remove_dead_partials, remove_if_empty, write_record, write_target)
 from .flow import Motion, MotionAnalyser, inpaint, long_term_offsets, long_term_weights, matched_fill, warp
 from .losses import TemporalTarget, build_objective
 from .optimise import NonFiniteLoss, Plan, Result, quality, stylise
 from .tensors import noise_like, resize_image, to_frame, to_tensor
 from .vgg import weights_identity
 from .media import FRAME_NAME
-from .workdir import WorkDir, default_work_dir
+from .workdir import WorkDir, default_work_dir, differences, identity_hash
 
 MULTIPASS_BLEND = 0.5  # delta of Ruder et al.'s multi-pass initialisation
 
@@ -364,13 +364,41 @@ def _context(job: Job, cfg: Config, source: probe.MediaInfo, summary: Summary, e
                       summary, emit, stop)
 
 
-def _identity(ctx: RunContext) -> dict[str, Any]:
+def job_identity(job: Job, cfg: Config, source: probe.MediaInfo) -> dict[str, Any]:
     """What makes a work directory's frames this job's: any change means they cannot be reused."""
-    cfg, fps = ctx.cfg, ctx.fps
-    return {"version_format": 1, "config": cfg.frames_dict(), "input": _input_identity(ctx.source),
-            "styles": [_file_digest(p) for p in ctx.job.styles], "weights": weights_identity(cfg.weights),
-            "size": list(ctx.size), "fps": f"{fps.numerator}/{fps.denominator}",
-            "init": _file_digest(Path(cfg.init)) if ctx.init_image is not None else cfg.init}
+    if source.kind == "image":
+        cfg = cfg.replace(passes=1)  # as the run's context has it
+    size = media.working_size(source.width, source.height, cfg.size)
+    fps = cfg.fps or source.fps or probe.DEFAULT_FOLDER_FPS
+    return {"version_format": 1, "config": cfg.frames_dict(), "input": _input_identity(source),
+            "styles": [_file_digest(p) for p in job.styles], "weights": weights_identity(cfg.weights),
+            "size": list(size), "fps": f"{fps.numerator}/{fps.denominator}",
+            "init": cfg.init if cfg.init in ("content", "noise") else _file_digest(Path(cfg.init))}
+
+
+def _identity(ctx: RunContext) -> dict[str, Any]:
+    return job_identity(ctx.job, ctx.cfg, ctx.source)
+
+
+def output_record(identity: dict[str, Any], cfg: Config, output: Path) -> dict[str, Any]:
+    """What a finished OUTPUT keeps of the job that made it: the job, and the settings of the file itself."""
+    kept = ("codec", "crf", "keep_size") if media.output_kind(output) == "video" else ("keep_size",)
+    return {"job": identity_hash(identity), "identity": identity, "output": {k: getattr(cfg, k) for k in kept}}
+
+
+def made_otherwise(job: Job, cfg: Config) -> str | None:
+    """Why the finished OUTPUT of `job` is not what `job` would make now (None: its record says it is)."""
+    made = read_record(job.output)
+    if made is None:
+        return "nst-video has no record of making it"
+    source = probe.inspect_input(job.input)
+    now = output_record(job_identity(job, cfg, source), cfg, Path(job.output))
+    if made.get("job") == now["job"] and made.get("output") == now["output"]:
+        return None
+    changed = differences(made.get("identity", {}), now["identity"]) if made.get("job") != now["job"] else []
+    before = made.get("output") or {}
+    changed += [f"{key} {before.get(key)} -> {value}" for key, value in now["output"].items() if before.get(key) != value]
+    return f"it was made with other settings (changed: {', '.join(changed) or 'the job'})"
 
 
 def _first_frame(ctx: RunContext) -> np.ndarray:
@@ -489,7 +517,7 @@ class Run:
         work = ctx.work
         check_disk(work.path if work else None, output, ctx.size, source.frames, ctx.cfg.passes,
                    work.finished_count() if work else 0)
-        self.identity = _identity(ctx) if work is not None else None
+        self.identity = _identity(ctx)
         self.created: list[Path] = []
         self.spans: list[Any] = []
 
@@ -582,6 +610,7 @@ class Run:
 
     def finish(self) -> Summary:
         ctx, work, summary = self.ctx, self.ctx.work, self.ctx.summary
+        write_record(self.output, output_record(self.identity, ctx.cfg, self.output))  # before the work directory goes
         if work is not None:
             work.note("finished", frames=summary.frames, seconds=round(time.perf_counter() - self.started, 2))
             self.events(Finishing(work.path, self.output))  # the last look at the work directory (a report)

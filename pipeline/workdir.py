@@ -76,28 +76,36 @@ _IDENTITY_NAMES = {"size": "frame size", "input": "INPUT", "styles": "STYLE", "w
                    "fps": "frame rate", "init": "init image", "version_format": "format"}
 
 
-def _short(value: Any) -> str:
+def _text(value: Any) -> str:
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return f"{value[0]}x{value[1]}"
-    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-    return text if len(text) <= 24 else text[:21] + "..."
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _change(old: Any, new: Any) -> str:
+    """`old -> new`, each cut to 24 characters where that still tells them apart (else the ends, else whole)."""
+    a, b = _text(old), _text(new)
+    for cut in (lambda t: t if len(t) <= 24 else t[:21] + "...", lambda t: t if len(t) <= 24 else "..." + t[-21:]):
+        if cut(a) != cut(b):
+            return f"{cut(a)} -> {cut(b)}"
+    return f"{a} -> {b}"
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What changed between two job identities, each named once: config keys with old -> new values, then
     the job's other parts (INPUT, STYLE, frame size, ...)."""
     changed = []
     a, b = old.get("config", {}), new.get("config", {})
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
-            changed.append(f"{key} {_short(a.get(key))} -> {_short(b.get(key))}")
+            changed.append(f"{key} {_change(a.get(key), b.get(key))}")
     for key in sorted((set(old) | set(new)) - {"config"}):
         if old.get(key) == new.get(key):
             continue
         if key == "size" and "size" in a and a.get("size") != b.get("size"):
             continue  # the frame size follows from the size key, named above
         name = _IDENTITY_NAMES.get(key, key)
-        changed.append(f"{name} {_short(old.get(key))} -> {_short(new.get(key))}" if key in ("size", "fps")
+        changed.append(f"{name} {_change(old.get(key), new.get(key))}" if key in ("size", "fps")
                        else name)
     return changed
 
@@ -143,7 +151,7 @@ class WorkDir:
                 raise WorkDirError(f"work directory {self.path} was made by another version of nst-video "
                                    f"(format {old.get('format')}, this is {FORMAT}); rerun with --restart to discard it")
             if old.get("hash") != identity_hash(identity):
-                changed = ", ".join(_differences(old.get("identity", {}), identity)) or "the job"
+                changed = ", ".join(differences(old.get("identity", {}), identity)) or "the job"
                 raise ConfigError(f"work directory {self.path} holds another job (changed: {changed}); "
                                   "rerun with --restart to discard its frames, or give another --work-dir")
         elif not restart and self.path.exists() and any(self.path.iterdir()):
@@ -174,7 +182,7 @@ class WorkDir:
         except (OSError, ValueError):
             raise WorkDirError(f"work directory {self.path} is missing or damaged (job.json)") from None
         if old.get("format") != FORMAT or old.get("hash") != identity_hash(identity):
-            changed = ", ".join(_differences(old.get("identity", {}), identity)) or "the job"
+            changed = ", ".join(differences(old.get("identity", {}), identity)) or "the job"
             raise WorkDirError(f"work directory {self.path} holds another job (changed: {changed})")
 
     def _check_ours(self) -> None:
