@@ -617,7 +617,8 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     with _Signals(stop, reporter):
         outcomes = batch.run_batch(jobs, device_list, base_config, options,
                                    _chain(BatchReporter(reporter, [job.number for job in jobs],
-                                                        executor is not None or len(device_list) > 1), page),
+                                                        executor is not None or len(device_list) > 1), page,
+                                          batch.Results(jobs_spec) if batch.is_jobs_file(jobs_spec) else None),
                                    stop, executor)
     if page is not None:
         page.close({works[o.job.number]: (o.status, o.message) for o in outcomes if o.status in ("failed", "stopped")})

@@ -14,8 +14,10 @@ is finished and skipped on a rerun; an unfinished one resumes from its work dire
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +27,7 @@ import yaml
 from . import media, probe
 from .config import Config, ConfigError, NSTError, coerce_values, describe, load_yaml, yaml_error
 from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice, UnitsPlanned
-from .files import FOLDER_MARKER, check_not_overwriting, check_work_dir, foreign_files
+from .files import FOLDER_MARKER, check_not_overwriting, check_work_dir, foreign_files, write_json
 from .workdir import default_work_dir
 
 JOB_FIELDS = ("input", "style", "output")
@@ -73,6 +75,11 @@ def _as_paths(value: Any, base: Path) -> list[Path]:
 MAX_JOBS_FILE = 4 << 20   # bytes: about 20,000 jobs; a larger file is refused before it is parsed
 
 
+def is_jobs_file(spec: str | Path) -> bool:
+    """A jobs file, not a glob of inputs: a name ending in .yaml or .yml, or any existing file."""
+    return Path(spec).suffix.lower() in (".yaml", ".yml") or Path(spec).is_file()
+
+
 def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None,
               base_config: Config | None = None, work_dir: str | Path | None = None) -> list[BatchJob]:
     """Jobs from a YAML jobs file or a glob of inputs. Every problem in every job is collected and raised
@@ -80,7 +87,7 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
     errors: list[str] = []
     jobs: list[BatchJob] = []
     path = Path(spec)
-    if path.suffix.lower() in (".yaml", ".yml") or path.is_file():
+    if is_jobs_file(spec):
         if not path.is_file():
             raise ConfigError(f"jobs file {spec} does not exist")
         if path.stat().st_size > MAX_JOBS_FILE:
@@ -235,15 +242,22 @@ def job_work_dir(job: BatchJob, work_dir: str | Path | None) -> Path:
     return Path(work_dir) / f"job-{job.number:04d}" if work_dir else default_work_dir(job.output)
 
 
-def _spec(job: BatchJob, options: dict[str, Any]) -> Any:
-    """The video.Job of a batch job, or None when its output is finished and a rerun skips it."""
+def _spec(job: BatchJob, options: dict[str, Any], cfg: Config) -> Any:
+    """The video.Job of a batch job, or None when its output is finished, made by this very job, and a rerun
+    skips it. A finished output made otherwise (other settings, or not by nst-video) is refused unless
+    --overwrite (redo it) or --restart."""
     from . import video
 
     work_dir = job_work_dir(job, options.get("work_dir"))
-    if not options.get("restart") and is_finished(job, work_dir):
-        return None
-    return video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
+    spec = video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
                      options.get("restart", False), overwrite=options.get("overwrite", False))
+    if not options.get("restart") and is_finished(job, work_dir):
+        why = video.made_otherwise(spec, cfg)
+        if why is None:
+            return None
+        if not options.get("overwrite"):
+            raise ConfigError(f"OUTPUT {job.output} exists, but {why}: give --overwrite to make it again")
+    return spec
 
 
 def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events: Callable[[Any], None],
@@ -251,10 +265,10 @@ def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events:
     from . import video
 
     cfg = base_config.replace(**job.overrides, **({"device": device} if device else {}))
-    spec = _spec(job, options)
-    if spec is None:
-        return Outcome(job, "skipped", message="output exists", device=cfg.device)
     try:
+        spec = _spec(job, options, cfg)
+        if spec is None:
+            return Outcome(job, "skipped", message="output exists", device=cfg.device)
         summary = video.run(spec, cfg, events=events, stop=stop)
     except Exception as error:  # one broken job must not end the batch
         status, message = video.failure(error)
@@ -320,10 +334,10 @@ def _prepare(job: BatchJob, base_config: Config, options: dict[str, Any], execut
     from . import executors, video
 
     cfg = base_config.replace(**job.overrides)
-    spec = _spec(job, options)
-    if spec is None:
-        return Outcome(job, "skipped", message="output exists")
     try:
+        spec = _spec(job, options, cfg)
+        if spec is None:
+            return Outcome(job, "skipped", message="output exists")
         run = video.Run(spec, cfg, events=emit)
         run.where = executor.describe()
         if not run.in_shots(executor.workers):
@@ -409,6 +423,43 @@ def run_units(jobs: list[BatchJob], base_config: Config, options: dict[str, Any]
             holder.problem = holder.problem or ("stopped", "not started")
             outcomes[number] = holder.finish("-")
     return [outcomes[job.number] for job in jobs]
+
+
+# ---- the batch's results, beside its jobs file -----------------------------------------------------------
+
+def results_path(jobs_file: str | Path) -> Path:
+    """Where a batch keeps what became of each job of JOBS.yaml (hidden, beside it), for `status`."""
+    path = Path(jobs_file)
+    return path.with_name(f".{path.name}.nst-batch.json")
+
+
+def read_results(jobs_file: str | Path) -> dict[str, dict[str, Any]]:
+    """Job number (as text) -> its last outcome: status, message, output, time. Empty when none is kept."""
+    try:
+        data = json.loads(results_path(jobs_file).read_text())
+    except (OSError, ValueError):
+        return {}
+    jobs = data.get("jobs") if isinstance(data, dict) and data.get("writer") == "nst-video" else None
+    return {k: v for k, v in jobs.items() if isinstance(v, dict)} if isinstance(jobs, dict) else {}
+
+
+class Results:
+    """An event sink that keeps each finished job's outcome beside the jobs file (rewritten atomically as each
+    job ends), so the morning after, `status JOBS.yaml` says what happened to jobs that never made a frame."""
+
+    def __init__(self, jobs_file: str | Path):
+        self.path, self.jobs = results_path(jobs_file), read_results(jobs_file)
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, JobDone) and event.outcome.status != "skipped":
+            outcome = event.outcome
+            self.jobs[str(outcome.job.number)] = {"status": outcome.status, "message": outcome.message,
+                                                  "output": os.path.realpath(outcome.job.output),
+                                                  "time": round(time.time(), 3)}
+            try:
+                write_json(self.path, {"writer": "nst-video", "jobs": self.jobs})
+            except OSError:
+                pass  # a read-only folder of jobs: the batch itself goes on, status knows less
 
 
 def summary_table(outcomes: list[Outcome]) -> str:

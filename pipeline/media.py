@@ -179,8 +179,8 @@ class FrameReader:
             if self._drain.error_lines and not resample and short > (0 if self.info.frames_exact else 1):
                 # damage ffmpeg could not conceal: the rest of the clip is lost, and a shorter output is no result
                 raise MediaError(f"{self.info.path} is damaged: only its first {self.frames_read} of {expected} frames "
-                                 f"could be decoded (ffmpeg: {self._drain.first()}); the last good frame is "
-                                 f"{self.frames_read - 1}. Repair or re-export the input")
+                                 f"could be decoded (ffmpeg: {self._drain.first()}); the last good frame is frame "
+                                 f"{self.frames_read} (counting from 1). Repair or re-export the input")
             if self._drain.error_lines:
                 self.warnings.append(
                     f"{self.info.path}: the decoder reported damaged data from about frame "

@@ -1,9 +1,10 @@
 """`nst-video status`: where every job stands, read from work directories and outputs only (it works from
 another shell while a run goes on, and after it ended).
 
-A job's state: running (a live run holds its work directory's lock), finished (its OUTPUT exists and the
-work directory is gone, or it logged `finished`), failed (its one-line error), stopped (by a signal, or
-killed: it logged a start and no end), or not started.
+A job's state: running (a live run holds its work directory's lock), finished (its OUTPUT's record says
+nst-video made it and the work directory is gone, or it logged `finished`), failed (its one-line error, from
+the work directory or, for a job that failed before its first frame, the batch's results beside its jobs
+file), stopped (by a signal, or killed: it logged a start and no end), or not started.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, NSTError
+from .files import read_record
 from .workdir import FORMAT, default_work_dir, previews, read_json_lines
 
 RECENT = 10  # frames over which the recent speed is measured
@@ -113,7 +115,9 @@ def read_work_dir(work: Path, name: str | None = None, output: Path | None = Non
     elif ending.get("event") in ("finished", "failed", "stopped"):
         status.state, status.message = ending["event"], ending.get("message", "")
     elif started or status.done:
-        last = f" at frame {status.last_frame}" if status.last_frame is not None else ""
+        # In the numbers users see (the progress bar's, a video's): the first frame is frame 1.
+        last = (f" at frame {status.last_frame + 1}{f' of {status.total}' if status.total else ''}"
+                if status.last_frame is not None else "")
         status.state, status.message = "stopped", f"killed{last}: run the same command again to resume"
     status.seconds_per_frame = _speed(status.frames)
     if status.state == "running" and status.total and status.seconds_per_frame:
@@ -136,19 +140,28 @@ def _job_file(work: Path) -> dict[str, Any]:
     return job
 
 
-def _finished_output(name: str, output: Path) -> JobStatus:
-    """A job whose work directory is gone: finished if its OUTPUT is there."""
+def _finished_output(name: str, output: Path, result: dict[str, Any] | None = None) -> JobStatus:
+    """A job whose work directory is gone: finished if its OUTPUT's record says nst-video made it, unless a later
+    batch result (`result`, kept beside the jobs file) says what happened since; not started otherwise."""
     from . import probe
 
     status = JobStatus(name, None, str(output))
-    if output.exists():
-        status.state = "finished"
+    made = output.exists() and read_record(output) is not None
+    updated = output.stat().st_mtime if made else None
+    if result is not None and result.get("output") == os.path.realpath(output) and (updated is None or result["time"] > updated):
+        state = {"done": "finished"}.get(result.get("status"), result.get("status"))
+        if state in ("finished", "failed", "stopped"):
+            status.state, status.message, status.updated = state, result.get("message", ""), result["time"]
+            return status
+    if made:
+        status.state, status.updated = "finished", updated
         try:
             info = probe.inspect_input(output)
             status.done = status.total = info.frames
         except NSTError:
             pass
-        status.updated = output.stat().st_mtime
+    elif output.exists():
+        status.message = "OUTPUT exists, but nst-video has no record of making it"
     return status
 
 
@@ -161,22 +174,25 @@ def statuses(paths: list[str], *, work_dir: str | None = None) -> list[JobStatus
         if (path / "job.json").exists():
             out.append(read_work_dir(path))
         elif path.suffix.lower() in (".yaml", ".yml") and path.is_file():
-            from .batch import job_work_dir, load_jobs
+            from .batch import job_work_dir, load_jobs, read_results
 
+            results = read_results(path)
             for job in load_jobs(str(path)):
                 work = job_work_dir(job, work_dir)
                 status = (read_work_dir(work, job.name, job.output) if (work / "job.json").exists()
-                          else _finished_output(job.name, job.output))
+                          else _finished_output(job.name, job.output, results.get(str(job.number))))
                 status.input = status.input or str(job.input)
                 status.styles = status.styles or [str(s) for s in job.styles]
                 out.append(status)
         elif (default_work_dir(path) / "job.json").exists():
             out.append(read_work_dir(default_work_dir(path), output=path))
-        elif path.exists():
+        elif path.exists() and read_record(path) is not None:
             out.append(_finished_output(path.name, path))
         else:
-            raise ConfigError(f"{text} is no work directory, output or jobs file (expected a work directory with "
-                              "job.json, the OUTPUT of a run, or a JOBS.yaml)")
+            what = ("it does not exist" if not path.exists() else
+                    f"it is a {'folder' if path.is_dir() else 'file'} nst-video has no record of making")
+            raise ConfigError(f"{text} is no work directory, output or jobs file of nst-video ({what}; expected a "
+                              "work directory with job.json, the OUTPUT of a run, or a JOBS.yaml)")
     return out
 
 

@@ -101,6 +101,20 @@ jobs:
     assert media.read_image(next((tmp_path / "out" / "a").glob("*.png"))).shape[1] == 64
     again = run(batch_command(jobs, weights_file))
     assert "skipped" in again.stdout.splitlines()[1] and "skipped" in again.stdout.splitlines()[3]
+    # Made otherwise: a finished output of other settings is not "done"; --overwrite makes it again.
+    frame = next((tmp_path / "out" / "a").glob("*.png"))
+    before = frame.read_bytes()
+    changed = run(batch_command(jobs, weights_file, "--size", "56"))
+    assert changed.returncode == 1
+    assert "exists, but it was made with other settings (changed: size 64 -> 56)" in changed.stdout.splitlines()[1]
+    assert "skipped" in changed.stdout.splitlines()[3] and frame.read_bytes() == before  # job 3 sets its own size
+    redone = run(batch_command(jobs, weights_file, "--size", "56", "--overwrite"))
+    assert "done" in redone.stdout.splitlines()[1], redone.stdout
+    assert media.read_image(next((tmp_path / "out" / "a").glob("*.png"))).shape[1] == 56
+    (tmp_path / "out" / "c.mkv").write_bytes(b"someone else's file")
+    foreign = run(batch_command(jobs, weights_file, "--size", "56"))
+    assert "nst-video has no record of making it" in foreign.stdout.splitlines()[3]
+    assert (tmp_path / "out" / "c.mkv").read_bytes() == b"someone else's file"
 
 
 def test_batch_validation_lists_every_problem_and_starts_nothing(tmp_path, weights_file, style_image, frames_dir):
