@@ -1,7 +1,10 @@
 """`nst-video status ... --serve [PORT]`: the report page over HTTP with the standard library's server, for a
 user looking from another machine through an SSH tunnel. Read-only (GET and HEAD), on 127.0.0.1 unless
 another address is asked for. It answers `/` (or /index.html) with the page, built afresh at most every two
-seconds, and nothing else: no other file, no folder listing, no path outside the page."""
+seconds, and nothing else: no other file, no folder listing, no path outside the page. On a loopback address
+it answers only requests whose Host names that address or localhost (a page of another site that renamed
+itself to 127.0.0.1, DNS rebinding, gets 403); a client that goes away is no error, and an idle connection is
+closed after IDLE_SECONDS."""
 from __future__ import annotations
 
 import errno
@@ -16,6 +19,32 @@ from .report import render
 from .status import statuses
 
 FRESH_SECONDS = 2.0
+IDLE_SECONDS = 5.0      # a connection that sends no request for this long is closed (each holds a thread)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def host_allowed(header: str | None, host: str, port: int) -> bool:
+    """Whether a request's Host header names the loopback address we are bound to (or localhost), with our port
+    or none. No header (HTTP/1.0) is allowed: a browser always sends one."""
+    if header is None:
+        return True
+    try:
+        parts = urlsplit("//" + header.strip())
+        given = parts.port
+    except ValueError:
+        return False
+    return (given is None or given == port) and parts.hostname in {host, "localhost", "127.0.0.1", "::1"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # the client went away or said nothing: nothing to report
+        super().handle_error(request, client_address)
 
 
 class _Page:
@@ -38,10 +67,16 @@ def make_server(paths: list[str], work_dir: str | None, host: str, port: int) ->
     page = _Page(paths, work_dir)
     page.get()  # a bad path is an error now, not at the first request
 
+    check_host = host in LOOPBACK
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "nst-video"
+        timeout = IDLE_SECONDS
 
         def _answer(self, with_body: bool) -> None:
+            if check_host and not host_allowed(self.headers.get("Host"), host, self.server.server_address[1]):
+                self.send_error(403, "this server answers only requests for localhost")
+                return
             path = unquote(urlsplit(self.path).path)
             if path not in ("/", "/index.html"):
                 self.send_error(404, "only the report page is served here")
@@ -69,7 +104,7 @@ def make_server(paths: list[str], work_dir: str | None, host: str, port: int) ->
             pass
 
     try:
-        return ThreadingHTTPServer((host, port), Handler)
+        return _Server((host, port), Handler)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise NSTError(f"port {port} is in use on {host}: give another with --serve PORT") from None

@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -78,7 +79,11 @@ def test_status_of_finished_failed_running_and_killed_jobs(tmp_path, frames_dir,
     assert jobs["failed"]["state"] == "failed" and jobs["failed"]["message"] == error and jobs["failed"]["done"] == 4
     assert jobs["running"]["state"] == "stopped" and "SIGTERM" in jobs["running"]["message"]
     assert jobs["running"]["eta_seconds"] is None
-    assert jobs["killed"]["state"] == "stopped" and jobs["killed"]["message"].startswith("killed at frame ")
+    last = max(json.loads(line)["index"] for line in (tmp_path / ".killed.nst-work" / "log.jsonl").open()
+               if '"index"' in line)
+    # In the numbers of the progress bar: the third frame is frame 3, not index 2.
+    assert jobs["killed"]["state"] == "stopped"
+    assert jobs["killed"]["message"].startswith(f"killed at frame {last + 1} of 14: ")
     assert jobs["killed"]["done"] >= 2
     table = status(finished, failed, running, killed).stdout
     assert "failed: " + error in table and "14/14" in table
@@ -101,6 +106,33 @@ def test_status_reads_a_truncated_log_and_refuses_what_it_cannot_read(tmp_path, 
     assert result.returncode == 1 and "newer nst-video" in result.stderr
     result = status(work, "--html", tmp_path / "page.txt")
     assert result.returncode == 2 and "must end in .html" in result.stderr
+
+
+def test_status_says_what_is_not_ours_and_a_batch_failure_before_any_frame(tmp_path, style_image, weights_file,
+                                                                          clip):
+    """A path nst-video did not make is never `finished`; a batch job that failed before its first frame shows
+    failed with its error, read from the results the batch keeps beside its jobs file."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (tmp_path / "hostname").write_text("box\n")
+    for path, what in ((folder, "a folder"), (tmp_path / "hostname", "a file"), (clip, "a file")):
+        result = status(path)
+        assert result.returncode == 2, result.stdout
+        assert f"is no work directory, output or jobs file of nst-video (it is {what} nst-video has no record" \
+            in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    spec = tmp_path / "jobs.yaml"
+    spec.write_text(json.dumps({"jobs": [{"input": str(broken), "style": str(style_image), "output": "a.mp4"},
+                                         {"input": str(clip), "style": str(style_image), "output": "b.mp4"}]}))
+    (tmp_path / "b.mp4").write_text("a user's file")
+    assert [j["state"] for j in status_json(spec)] == ["not started", "not started"]
+    result = run(batch_command(spec, weights_file))
+    assert result.returncode == 1
+    jobs = status_json(spec)
+    assert [j["state"] for j in jobs] == ["failed", "failed"]
+    assert "broken.mp4" in jobs[0]["message"] and "no record of making it" in jobs[1]["message"]
+    assert (tmp_path / "b.mp4").read_text() == "a user's file"
 
 
 def test_status_html_and_a_batch_work_dir(tmp_path, finished, frames_dir, style_image):
@@ -228,6 +260,22 @@ def test_serve_answers_the_page_on_localhost_only_and_nothing_else(tmp_path, fin
             raise AssertionError(process.stderr.read())
         body = response.read().decode()
         assert response.status == 200 and 'data-state="finished"' in body
+        idle = socket.create_connection(("127.0.0.1", port))  # says nothing: closed by the server in time
+        opened = time.monotonic()
+        for _ in range(3):  # clients that go away mid-request: no traceback for any of them
+            gone = socket.create_connection(("127.0.0.1", port))
+            gone.sendall(b"GET / HTTP/1.1\r\n")
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not close
+            gone.close()
+        for host, code in (("evil.example", 403), (f"evil.example:{port}", 403), (f"127.0.0.1.evil.example:{port}", 403),
+                           (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200), ("localhost:1", 403)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.putrequest("GET", "/", skip_host=True)
+            connection.putheader("Host", host)
+            connection.endheaders()
+            answer = connection.getresponse()
+            assert answer.status == code, host  # DNS rebinding: a page of another name never reads ours
+            assert (b"data-state" in answer.read()) == (code == 200)
         for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/secret.txt", "/..%2fsecret.txt"):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("GET", path)
@@ -240,9 +288,12 @@ def test_serve_answers_the_page_on_localhost_only_and_nothing_else(tmp_path, fin
         assert addresses == ["127.0.0.1"]
         busy = status(out, "--serve", str(port))
         assert busy.returncode == 1 and f"port {port} is in use" in busy.stderr
+        idle.settimeout(15)
+        assert idle.recv(1) == b"" and time.monotonic() - opened < 12
     finally:
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
+        _, errors = process.communicate(timeout=30)
+    assert "Traceback" not in errors and "Error" not in errors, errors
     other = _free_port()
     process = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "status", str(out), "--serve", str(other),
                                 "--host", "127.0.0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
