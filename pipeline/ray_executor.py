@@ -6,8 +6,13 @@ Ray is an optional extra: pip install -e ".[ray]".
 """
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import ConfigError, NSTError
@@ -19,6 +24,8 @@ CONNECT_TIMEOUT = 10.0    # s to reach a cluster's address before giving up
 
 
 def _import_ray() -> Any:
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's "(raylet)" lines: no colour codes in a log file
     try:
         import ray
     except ImportError:
@@ -38,6 +45,27 @@ def _reachable(address: str) -> None:
         reason = "timed out" if isinstance(error, socket.timeout) else (error.strerror or str(error))
         raise NSTError(f"cannot reach the Ray cluster at {address} ({reason} after at most "
                        f"{CONNECT_TIMEOUT:.0f} s); is it running, and is the port open?") from None
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def one_line(error: BaseException) -> str:
+    """A Ray error as one plain line: its first non-empty line, without the colour codes Ray puts in."""
+    lines = [line.strip() for line in _ESCAPES.sub("", str(error)).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(error).__name__
+
+
+def _watch_local_instance(ray: Any) -> subprocess.Popen | None:
+    """A watchdog (ray_watchdog.py) that ends the local instance's processes when this process ends, however."""
+    try:
+        roots = [str(info.process.pid) for infos in ray._private.worker._global_node.all_processes.values()
+                 for info in infos if info.process is not None]
+    except AttributeError:  # another Ray layout: its own shutdown is all there is
+        return None
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("ray_watchdog.py")), *roots],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def _run_unit(unit: Unit, threads: int, events: Any) -> UnitResult:
@@ -74,11 +102,13 @@ class RayExecutor:
                 context = ray.init(address=address or "local", num_cpus=num_cpus, log_to_driver=False,
                                    include_dashboard=None, configure_logging=False)
                 self.dashboard = getattr(context, "dashboard_url", None)
+                self.watchdog = _watch_local_instance(ray) if address is None else None
             else:
-                self.dashboard = None
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise NSTError(f"cannot connect to the Ray cluster at {address}: {str(error).splitlines()[0]}") from None
-        resources = ray.cluster_resources()
+                self.dashboard = self.watchdog = None
+            resources = ray.cluster_resources()
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise NSTError(f"cannot connect to {where}: {one_line(error)}") from None
         self.gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
         # GPU units ask for one GPU each; CPU units for --threads cores (default: half this machine's, as for
@@ -93,6 +123,13 @@ class RayExecutor:
 
     def run(self, units: Iterable[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
             stop: Any) -> list[UnitResult]:
+        try:
+            return self._run(units, on_event, on_done, stop)
+        except self.ray.exceptions.RayError as error:  # Ray itself failed (a system actor died, the node went)
+            raise NSTError(f"Ray failed: {one_line(error)}; run the same command again to resume") from None
+
+    def _run(self, units: Iterable[Unit], on_event: Callable[[Any], None], on_done: Callable[[UnitResult], None],
+             stop: Any) -> list[UnitResult]:
         import queue
 
         ray = self.ray
@@ -148,8 +185,8 @@ class RayExecutor:
         except ray.exceptions.RayError as error:
             if cancelled:
                 return UnitResult(unit.key, "stopped", message="stopped")
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            return UnitResult(unit.key, "failed", message=f"Ray gave up on the unit after {TASK_RETRIES} retries: {first}")
+            return UnitResult(unit.key, "failed",
+                              message=f"Ray gave up on the unit after {TASK_RETRIES} retries: {one_line(error)}")
 
     @staticmethod
     def _drain(events: Any, on_event: Callable[[Any], None], empty: type) -> None:

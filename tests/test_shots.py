@@ -300,6 +300,72 @@ def _ray_workers_running_units() -> list[int]:
     return pids
 
 
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+    found, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found - {root}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _ray_run_started(three_shots, style_image, tmp_path, weights_file) -> subprocess.Popen:
+    """A --ray run on a local instance, returned once a Ray worker is stylising a unit."""
+    process = subprocess.Popen(command(three_shots, style_image, tmp_path / "out.mp4", weights_file, "--ray",
+                                       *ONE_THREAD), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (_descendants(process.pid) & set(_ray_workers_running_units())):
+        assert time.time() < deadline and process.poll() is None, process.communicate()[1]
+        time.sleep(0.2)
+    return process
+
+
+def test_a_local_ray_instance_ends_with_its_driver_even_when_killed(three_shots, tmp_path, weights_file,
+                                                                    style_image):
+    """SIGKILL leaves Ray no time to shut down: every process of the instance we started still goes (gcs, raylet,
+    dashboard, its agents, the workers), within seconds."""
+    _ray()
+    process = _ray_run_started(three_shots, style_image, tmp_path, weights_file)
+    ours = _descendants(process.pid)
+    assert len(ours) >= 5
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.time() + 20
+    while any(_alive(pid) for pid in ours) and time.time() < deadline:
+        time.sleep(0.2)
+    left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:40] for pid in ours if _alive(pid)}
+    assert not left, f"orphaned: {left}"
+
+
+def test_a_dead_ray_system_actor_is_one_line_of_ours(three_shots, tmp_path, weights_file, style_image):
+    _ray()
+    process = _ray_run_started(three_shots, style_image, tmp_path, weights_file)
+    queue = [pid for pid in _descendants(process.pid) if b"ray::_QueueActor" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert queue, "no queue actor"
+    os.kill(queue[0], signal.SIGKILL)  # the actor that carries the progress events
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert "Error: Ray failed: " in err and "run the same command again to resume" in err
+    assert "Traceback" not in err and "ActorDiedError" not in err
+    assert "\x1b[" not in out + err  # not a terminal: no colour codes from Ray either
+
+
 def test_a_ray_worker_killed_mid_shot_is_retried_and_resumes(local_ray, three_shots, sequential, tmp_path,
                                                             weights_file, style_image):
     import threading
