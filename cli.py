@@ -176,7 +176,10 @@ def config_from_params(params: dict[str, Any]) -> Any:
 
 
 def style_paths(value: str) -> tuple[Path, ...]:
-    paths = tuple(Path(p.strip()) for p in value.split(",") if p.strip())
+    """STYLE: one image, or several separated by commas; a file whose own name holds a comma is taken whole."""
+    from pipeline.files import split_paths
+
+    paths = split_paths(value)
     if not paths:
         raise click.BadParameter("no style image given", param_hint="STYLE")
     for path in paths:

@@ -27,7 +27,7 @@ import yaml
 from . import media, probe
 from .config import Config, ConfigError, NSTError, coerce_values, describe, load_yaml, yaml_error
 from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice, UnitsPlanned
-from .files import FOLDER_MARKER, check_not_overwriting, check_work_dir, foreign_files, write_json
+from .files import FOLDER_MARKER, check_not_overwriting, check_work_dir, foreign_files, split_paths, write_json
 from .workdir import default_work_dir
 
 JOB_FIELDS = ("input", "style", "output")
@@ -120,7 +120,7 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
             try:
                 overrides = coerce_values({k: v for k, v in raw.items() if k not in JOB_FIELDS}, f"job {number}")
             except ConfigError as error:
-                errors.append(str(error))
+                errors.append(str(error) if str(error).startswith(f"job {number}") else f"job {number}: {error}")
                 overrides = {}
             jobs.append(BatchJob(number, _as_paths(raw["input"], base)[0], tuple(_as_paths(raw["style"], base)),
                                  _as_paths(raw["output"], base)[0], overrides))
@@ -134,7 +134,7 @@ def load_jobs(spec: str, *, style: str | None = None, out_dir: str | None = None
             source = Path(match)
             output = Path(out_dir) / (source.name if source.is_dir() or source.suffix.lower() in probe.VIDEO_EXTS
                                       + probe.IMAGE_EXTS else f"{source.stem}.mp4")
-            jobs.append(BatchJob(number, source, tuple(Path(s) for s in style.split(",")), output))
+            jobs.append(BatchJob(number, source, split_paths(style), output))
     errors += validate(jobs, base_config or Config(), work_dir)
     if errors:
         raise ConfigError(f"{len(errors)} problem{'s' if len(errors) > 1 else ''} in the batch, nothing started:\n  "

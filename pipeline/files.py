@@ -31,6 +31,13 @@ FRAME_PATTERN = re.compile(r"\d{6}\.png")
 FOLDER_MARKER = ".nst-video.json"   # in an output folder: the frames nst-video wrote there
 
 
+def split_paths(value: str) -> tuple[Path, ...]:
+    """Several paths separated by commas (STYLE), unless the whole value names a file: a comma in a file's name."""
+    if Path(value).is_file():
+        return (Path(value),)
+    return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+
+
 # ---- atomic writes ------------------------------------------------------------------------------------
 
 def temp_sibling(path: Path, suffix: str = "") -> Path:
@@ -208,7 +215,8 @@ def check_outside(path: str | Path, folder: str | Path, option: str, what: str) 
 def write_target(path: str | Path, name: str = "OUTPUT") -> Path:
     """Where an output is really written: through a symbolic link into its target (a render share mounted
     elsewhere), so the temporary file and the final rename happen on the target's own filesystem and the
-    link stays a link. A dangling link or a link loop is refused (creates nothing)."""
+    link stays a link. A link to a file not yet made is written through when the target's folder exists; a link
+    into a missing folder, or a link loop, is refused (creates nothing)."""
     path = Path(path)
     if not path.is_symlink():
         return path
@@ -217,8 +225,10 @@ def write_target(path: str | Path, name: str = "OUTPUT") -> Path:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise ConfigError(f"{name} {path} is a symbolic link that loops; give a real path") from None
-        raise ConfigError(f"{name} {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
-                          "create the target first or give another path") from None
+        target = Path(os.path.realpath(path))
+        if not target.parent.is_dir():
+            raise ConfigError(f"{name} {path} is a symbolic link to {os.readlink(path)}, whose folder does not "
+                              "exist; create the target's folder first or give another path") from None
     return Path(os.path.realpath(path))
 
 

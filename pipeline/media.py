@@ -23,7 +23,7 @@ import ffmpeg
 import numpy as np
 
 from .config import ConfigError
-from .probe import (DEFAULT_FOLDER_FPS, IMAGE_EXTS, VIDEO_EXTS, MediaError, MediaInfo, last_line, ffmpeg_exe,
+from .probe import (DEFAULT_FOLDER_FPS, IMAGE_EXTS, VIDEO_EXTS, MediaError, MediaInfo, last_line, ffmpeg_exe, file_url,
                     frame_rate_mode_option)
 from .files import (FOLDER_MARKER, check_folder_writable, check_output_folder, frames_marker, make_parent, temp_sibling,
                     write_file, write_target)
@@ -139,7 +139,7 @@ class FrameReader:
 
     def _video_frames(self) -> Iterator[np.ndarray]:
         width, height = self.size
-        stream = ffmpeg.input(str(self.info.path)).video
+        stream = ffmpeg.input(file_url(self.info.path)).video
         resample = self.info.vfr or (self.info.fps is not None and self.fps != self.info.fps)
         if resample:  # constant rate: ffmpeg duplicates/drops to the new rate, and we report it
             stream = stream.filter("fps", fps=f"{self.fps.numerator}/{self.fps.denominator}")
@@ -332,13 +332,13 @@ class VideoWriter:
             video = video.filter("scale", out_size[0], out_size[1], flags="lanczos")
         streams = [video]
         if audio_from is not None and audio_from.has_audio:
-            streams.append(ffmpeg.input(str(audio_from.path)).audio)
+            streams.append(ffmpeg.input(file_url(audio_from.path)).audio)
             suffix = self.path.suffix.lower()
             copyable = suffix == ".mkv" or audio_from.audio_codec in _AUDIO_COPY.get(suffix, set())
             options["acodec"] = "copy" if copyable else ("libopus" if suffix == ".webm" else "aac")
             if not copyable:
                 options["b:a"] = "192k"
-        args = (ffmpeg.output(*streams, str(self.temp), vcodec=encoder, r=f"{fps.numerator}/{fps.denominator}",
+        args = (ffmpeg.output(*streams, file_url(self.temp), vcodec=encoder, r=f"{fps.numerator}/{fps.denominator}",
                               **options)
                 .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-y")
                 .compile(cmd=ffmpeg_exe()))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ffmpeg
 
-from .config import NSTError, parse_fraction
+from .config import ConfigError, NSTError, parse_fraction
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -46,6 +46,12 @@ def ffmpeg_exe() -> str:
     except Exception:  # ImportError, or its RuntimeError when the binary is missing
         raise MediaError("ffmpeg not found: install it (sudo apt-get install ffmpeg) or "
                          "pip install imageio-ffmpeg") from None
+
+
+def file_url(path: str | Path) -> str:
+    """A path as ffmpeg must be given it: `file:` first, so a name such as `pipe:0.mp4` or `http:x.mp4` is read
+    as the file it is, never as a protocol."""
+    return f"file:{path}"
 
 
 def ffprobe_exe() -> str | None:
@@ -104,11 +110,17 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTS
 
 
+EXR_UNREAD = ("{} OpenEXR, which this version does not read (its OpenCV has no EXR codec): convert the "
+              "frames to 16-bit PNG or TIFF first, e.g. ffmpeg -i shot.%04d.exr -pix_fmt rgb48be shot.%04d.png")
+
+
 def inspect_input(path: str | Path) -> MediaInfo:
     """Whatever INPUT is (video, frame folder or image), described without decoding it."""
     path = Path(path)
     if path.is_dir():
         return _inspect_folder(path)
+    if path.suffix.lower() == ".exr":
+        raise ConfigError(EXR_UNREAD.format(f"{path} is"))
     if is_image_path(path):
         height, width = _image_header(path)
         return MediaInfo("image", path, width, height, None, 1, files=(path,), alpha=has_transparency(path))
@@ -130,6 +142,8 @@ def _image_header(path: Path) -> tuple[int, int]:
 def _inspect_folder(path: Path) -> MediaInfo:
     files = sorted((p for p in path.iterdir() if p.is_file() and is_image_path(p)), key=natural_key)
     if not files:
+        if any(p.suffix.lower() == ".exr" for p in path.iterdir()):
+            raise ConfigError(EXR_UNREAD.format(f"{path} holds"))
         raise MediaError(f"{path} holds no images ({', '.join(IMAGE_EXTS)})")
     first = _image_header(files[0])
     for other in files[1:]:
@@ -172,7 +186,7 @@ def _variable_rate(path: Path, packets: int = 240) -> Fraction | None:
     """The average frame rate if the first packets' timestamps are irregular (variable frame rate), else
     None. Containers such as Matroska report a nominal rate even when frames were dropped from the
     timeline; the timestamps tell. Read with ffmpeg's framecrc muxer, so ffmpeg alone suffices."""
-    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+    result = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", file_url(path), "-map", "0:v:0", "-c", "copy",
                              "-frames:v", str(packets), "-f", "framecrc", "-"], capture_output=True, text=True,
                             errors="replace")
     base = re.search(r"#tb 0: (\d+)/(\d+)", result.stdout)
@@ -201,7 +215,7 @@ def _rate(text: str | None) -> Fraction | None:
 
 def _probe_ffprobe(path: Path, probe_bin: str) -> MediaInfo:
     try:
-        data = ffmpeg.probe(str(path), cmd=probe_bin)
+        data = ffmpeg.probe(file_url(path), cmd=probe_bin)
     except ffmpeg.Error as exc:
         detail = last_line(exc.stderr.decode(errors="replace") if exc.stderr else "")
         raise MediaError(f"{path} is not a video or image ffmpeg can read ({detail})") from None
@@ -242,7 +256,7 @@ def _probe_ffprobe(path: Path, probe_bin: str) -> MediaInfo:
 
 def _probe_ffmpeg(path: Path) -> MediaInfo:
     """Probe with ffmpeg alone by reading what `ffmpeg -i` prints (imageio-ffmpeg has no ffprobe)."""
-    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_url(path)],
                             capture_output=True, text=True, errors="replace")
     text = result.stderr
     lines = text.splitlines()

@@ -179,14 +179,18 @@ def _as_features_state(data: object, source: str) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in state.items() if k.split(".")[0].isdigit()}
 
 
+def _check_weights_file(path: Path) -> None:
+    if path.is_dir():
+        raise WeightsError(f"weights file {path} is a folder; give the .pth file")
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+
+
 def load_weights(path: str | Path | None = None, progress: bool = True) -> dict[str, torch.Tensor]:
     """VGG19 features weights from `path`, else torchvision's cache, else a download."""
     if path is not None:
         path = Path(path)
-        if path.is_dir():
-            raise WeightsError(f"weights file {path} is a folder; give the .pth file")
-        if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist")
+        _check_weights_file(path)
         if path.stat().st_size == 0:
             raise WeightsError(f"weights file {path} is empty (0 bytes)")
         try:
@@ -226,6 +230,7 @@ def weights_identity(path: str | Path | None) -> str:
     torchvision's release name."""
     if path is None:
         return f"torchvision:{_torchvision_weights().url}"
+    _check_weights_file(Path(path))
     stat = os.stat(path)
     return _file_sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
 

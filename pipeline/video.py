@@ -401,6 +401,13 @@ def made_otherwise(job: Job, cfg: Config) -> str | None:
     return f"it was made with other settings (changed: {', '.join(changed) or 'the job'})"
 
 
+def _note_damaged(ctx: RunContext, path: Path, index: int) -> None:
+    """A saved frame that is there but cannot be used (it does not decode, or has another size) is named."""
+    if path.exists():
+        ctx.emit(Notice(f"frame {index + 1} saved in the work directory ({path.name}) is damaged: it and the frames "
+                        "after it are stylised again"))
+
+
 def _first_frame(ctx: RunContext) -> np.ndarray:
     reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
     try:
@@ -444,6 +451,7 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
                 ctx.check_stop(index - span.keep_from)
                 if redo is None:  # the first frame stylised now: the log's records of it and all after it go
                     redo = index
+                    _note_damaged(ctx, ctx.work.saved_path(index, shot.folder(index)), index)
                     ctx.work.drop_records(lambda record: shot.owns(record, span.end) and record["index"] >= index)
             elif index >= span.keep_from:
                 ctx.summary.resumed += 1
@@ -780,7 +788,7 @@ class Shot:
         return self.ctx.work.chunk_folder(self.keep_from) if index < self.keep_from else None
 
     def saved(self, index: int) -> Path | None:
-        path = (self.folder(index) or self.ctx.work.frames) / FRAME_NAME.format(index)
+        path = self.ctx.work.saved_path(index, self.folder(index))
         return path if path.exists() else None
 
     def load(self, index: int) -> np.ndarray | None:
@@ -1024,6 +1032,8 @@ def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
         if work is not None and not redo and index < resume_from:
             finished = work.load_frame(index, ctx.size)
             redo = finished is None   # damaged or missing: this frame and all after it are redone
+            if redo:
+                _note_damaged(ctx, work.frame_path(index), index)
         if finished is None and index > 0 and not motions:  # its flow was skipped (it looked finished)
             fallback = MotionAnalyser(cfg)
             fallback.history.extend(inputs)

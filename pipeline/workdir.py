@@ -253,9 +253,12 @@ class WorkDir:
     def frame_path(self, index: int) -> Path:
         return self.frames / FRAME_NAME.format(index)
 
+    def saved_path(self, index: int, folder: Path | None = None) -> Path:
+        return (folder or self.frames) / FRAME_NAME.format(index)
+
     def load_frame(self, index: int, size: tuple[int, int] | None = None, *, folder: Path | None = None) -> np.ndarray | None:
         """A finished frame as RGB uint8, or None if it is missing, does not decode, or has the wrong size."""
-        path = (folder or self.frames) / FRAME_NAME.format(index)
+        path = self.saved_path(index, folder)
         if not path.exists():
             return None
         data = cv2.imread(str(path), cv2.IMREAD_COLOR)

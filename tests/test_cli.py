@@ -217,6 +217,27 @@ def test_image_to_image_keep_size_and_determinism(cli, tmp_path, weights_file, s
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_a_style_file_with_a_comma_in_its_name(cli, tmp_path, weights_file, style_image, content_image):
+    style = tmp_path / "Monet, Water Lilies.png"
+    style.write_bytes(style_image.read_bytes())
+    result = cli(content_image, style, tmp_path / "out.png", "--weights", weights_file, *FAST)
+    assert result.exit_code == 0, result.stderr
+    result = cli(content_image, f"{style},{style_image}", tmp_path / "two.png", "--weights", weights_file, *FAST)
+    assert result.exit_code == 2 and "Monet does not exist" in result.stderr  # commas still separate otherwise
+
+
+def test_an_exr_input_is_refused_before_any_work(cli, tmp_path, weights_file, style_image):
+    plate = tmp_path / "plate.exr"
+    plate.write_bytes(b"\x76\x2f\x31\x01" + bytes(60))  # OpenEXR's magic number
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "shot.1001.exr").write_bytes(plate.read_bytes())
+    for source in (plate, frames):
+        result = cli(source, style_image, tmp_path / "out.mp4", "--weights", weights_file, *FAST)
+        assert result.exit_code == 2 and "OpenEXR, which this version does not read" in one_line_error(result)
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_video_to_video_keeps_rate_and_audio(cli, tmp_path, weights_file, style_image, clip):
     out = tmp_path / "out.mp4"
     result = cli(clip, style_image, out, "--weights", weights_file, *FAST)
@@ -455,7 +476,7 @@ def test_refused_commands_leave_nothing_and_block_nothing(cli, tmp_path, weights
     result = cli(clip, style_image, out, "--weights", weights_file, *[a for a in FAST if a != "-q"])
     assert result.exit_code == 0, result.stderr
     assert "held no finished frame of another job: reused" in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.mp4.nst-video.json", "out.mp4"]  # and its record
 
 
 def test_bad_codec_is_found_before_any_work(cli, tmp_path, weights_file, style_image, clip, monkeypatch):

@@ -1,4 +1,6 @@
 """Video, folder and image I/O through the real ffmpeg: exact frame rates, audio, rotation, bad input."""
+import os
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -151,6 +153,71 @@ def test_truncated_video_decodes_what_is_there_or_fails_with_a_message(clip, tmp
     with pytest.raises(media.MediaError):
         info = probe.inspect_input(truncated)
         list(media.FrameReader(info, (48, 32)))
+
+
+def test_a_clip_that_decodes_only_in_part_is_an_error_naming_the_last_good_frame(tmp_path):
+    """The index says 12 frames, the data holds a few: not a shorter output with exit 0, but an error."""
+    source = make_clip(tmp_path / "whole.mp4", frames=12, audio=False, extra=("-movflags", "+faststart", "-g", "1"))
+    data = source.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 5])
+    info = probe.inspect_input(cut)
+    assert info.frames == 12 and info.frames_exact
+    reader = media.FrameReader(info, (48, 32))
+    with pytest.raises(media.MediaError) as caught:
+        list(reader)
+    message = str(caught.value)
+    good = int(message.split("only its first ")[1].split(" of ")[0])
+    assert 0 < good < 12 and "of 12 frames could be decoded" in message
+    assert f"the last good frame is frame {good} (counting from 1)" in message and "\n" not in message
+
+
+def test_file_names_that_look_like_ffmpeg_protocols_are_files(clip, tmp_path):
+    odd = tmp_path / "pipe:0.mp4"
+    odd.write_bytes(clip.read_bytes())
+    assert probe.inspect_input(odd).frames == 8
+    out = tmp_path / "http:out.mp4"
+    assert _copy_frames(odd, out) == 8   # read as the file, audio taken from it, written as a file
+    assert probe.probe_video(out).has_audio and count_frames(out) == 8
+
+
+@pytest.fixture
+def other_mount(tmp_path):
+    """A tmpfs mounted for the test (another filesystem: a rename cannot cross it), or a skip saying why not."""
+    share = tmp_path / "share"
+    share.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(share)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'}): another filesystem "
+                    "is not tested")
+    yield share
+    subprocess.run(["umount", "-l", str(share)], capture_output=True)
+
+
+@pytest.mark.parametrize("where", ["same filesystem", "another filesystem"])
+def test_an_output_that_is_a_symbolic_link_is_written_through_it(clip, tmp_path, request, where):
+    target = request.getfixturevalue("other_mount") / "renders" if where == "another filesystem" else tmp_path / "renders"
+    target.mkdir()
+    folder_link, video_link = tmp_path / "out", tmp_path / "out.mp4"
+    os.symlink(target, folder_link)
+    os.symlink(target / "shot.mp4", video_link)
+    for link in (folder_link, video_link):
+        media.check_writable(link)
+        assert _copy_frames(clip, link) == 8
+        assert link.is_symlink()     # the link stays a link: the frames reached its target
+    assert len(list(target.glob("*.png"))) == 8 and count_frames(target / "shot.mp4") == 8
+    assert not [p.name for p in list(tmp_path.iterdir()) + list(target.iterdir()) if "partial" in p.name]
+
+
+def test_dangling_and_looping_output_links_are_refused_up_front(tmp_path):
+    os.symlink(tmp_path / "gone" / "x.mp4", tmp_path / "dangling")
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(ConfigError, match="symbolic link to .*gone.x.mp4, whose folder does not exist"):
+        media.check_writable(tmp_path / "dangling")
+    with pytest.raises(ConfigError, match="symbolic link that loops"):
+        media.check_writable(tmp_path / "a")
 
 
 def test_damaged_stream_is_reported_with_the_frame(tmp_path):

@@ -1,6 +1,7 @@
 """Overnight robustness with real processes: kill -9 and resume gives the same frames, SIGTERM stops cleanly,
 damaged files are redone, changed jobs are refused, batches survive a bad job."""
 import json
+import shutil
 import signal
 import subprocess
 
@@ -53,7 +54,7 @@ def test_sigkill_while_encoding_then_rerun_leaves_exactly_output(tmp_path, frame
     result = run(command(frames_dir, style_image, out, weights_file))
     assert result.returncode == 0, result.stderr
     assert "removed 1 temporary file left by earlier runs that died" in result.stderr
-    assert [p.name for p in folder.iterdir()] == ["out.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == [".out.mp4.nst-video.json", "out.mp4"]  # and its record
     assert probe.probe_video(out).frames == 14
 
 
@@ -93,6 +94,13 @@ def test_a_damaged_frame_file_is_redone(tmp_path, frames_dir, weights_file, styl
     summary = video.run(job, _small(weights_file), events=events.append)
     assert summary.resumed == 6 and summary.stylised == 8        # frames 6.. redone
     assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), uninterrupted))
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert any(m.startswith("frame 7 saved in the work directory (000006.png) is damaged") for m in notices), notices
+    # The weights are known by their bytes: the same file at another path is the same job.
+    copy = tmp_path / "elsewhere" / "vgg19-copy.pth"
+    copy.parent.mkdir()
+    shutil.copyfile(weights_file, copy)
+    assert video.run(job, _small(copy)).resumed == 14
 
 
 def test_disk_full_stops_cleanly_and_keeps_the_work(tmp_path, frames_dir, weights_file, style_image, monkeypatch):

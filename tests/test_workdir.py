@@ -1,11 +1,14 @@
 """A job's work directory: its identity refuses another job's frames (naming each change once), output-only
 settings may change on a resume, other versions' and strangers' folders are never touched."""
 import json
+import subprocess
+import time
 
 import pytest
 
 from pipeline import video, workdir
 from pipeline.config import ConfigError
+from pipeline.events import FrameDone
 from tests.conftest import command, frames_of, killed_after, run
 from tests.test_resume import _small
 
@@ -47,3 +50,64 @@ def test_work_directory_of_another_version_or_unusable(tmp_path, frames_dir, wei
     with pytest.raises(ConfigError, match="not an nst-video work directory"):
         video.run(video.Job(frames_dir, (style_image,), out, work_dir=stranger, restart=True), _small(weights_file))
     assert (stranger / "thesis.tex").exists()
+
+
+def test_a_work_directory_that_holds_the_output_is_refused_and_the_render_survives(tmp_path, clip, style_image,
+                                                                                    weights_file):
+    """--work-dir that is OUTPUT's folder, or a folder OUTPUT lies in, would be removed with the render in it."""
+    render = tmp_path / "out" / "W" / "x.mp4"
+    video.run(video.Job(clip, (style_image,), render), _small(weights_file, frame_iterations=2))
+    before = render.read_bytes()
+    for work in (render.parent, tmp_path / "out"):
+        result = run(command(clip, style_image, render, weights_file, "--work-dir", work, "--overwrite"))
+        assert result.returncode == 2, result.stderr
+        assert "--work-dir" in result.stderr or "work directory" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert render.read_bytes() == before   # byte for byte
+    folder_out = tmp_path / "frames-out"
+    result = run(command(clip, style_image, folder_out, weights_file, "--work-dir", folder_out / "work"))
+    assert result.returncode == 2 and not folder_out.exists()  # refused before frame 0, not after the last
+
+
+def test_a_run_removes_only_what_it_wrote_from_a_work_directory_it_was_given(tmp_path, clip, style_image,
+                                                                              weights_file):
+    work = tmp_path / "scratch"
+    work.mkdir()
+    mine = work / "notes.txt"
+
+    def add_a_file(event):  # the user saves a file into the work directory while the run goes on
+        if isinstance(event, FrameDone) and not mine.exists():
+            mine.write_text("precious")
+
+    video.run(video.Job(clip, (style_image,), tmp_path / "out.mp4", work_dir=work), _small(weights_file),
+              events=add_a_file)
+    assert mine.read_text() == "precious" and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+
+
+def test_a_second_launch_of_a_running_job_is_refused_and_harms_nothing(tmp_path, clip, style_image, weights_file):
+    out = tmp_path / "out.mp4"
+    work = workdir.default_work_dir(out)
+    slow = ("--iterations", "40")  # a first frame that lasts while the second starts
+    first = subprocess.Popen(command(clip, style_image, out, weights_file, *slow), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while workdir.holder(work) != first.pid:  # the first holds the lock, on its first frame
+            assert time.time() < deadline and first.poll() is None, first.communicate()[1]
+            time.sleep(0.05)
+        second = run(command(clip, style_image, out, weights_file, *slow))
+        assert second.returncode == 2, second.stderr
+        assert f"another nst-video run (pid {first.pid}) is using {work}" in second.stderr
+        assert (work / "lock").exists() and (work / "job.json").exists()
+    finally:
+        _, errors = first.communicate(timeout=300)
+    assert first.returncode == 0, errors
+    assert out.exists() and not work.exists()
+
+
+def test_a_log_inside_the_work_directory_is_refused_before_any_work(tmp_path, clip, style_image, weights_file):
+    out = tmp_path / "out.mp4"
+    for log in (workdir.default_work_dir(out) / "my.log", tmp_path / "scratch" / "log.jsonl"):
+        result = run(command(clip, style_image, out, weights_file, "--work-dir", tmp_path / "scratch", "--log", log)
+                     if log.parent.name == "scratch" else command(clip, style_image, out, weights_file, "--log", log))
+        assert result.returncode == 2 and "--log" in result.stderr and "Traceback" not in result.stderr
+        assert not out.exists() and not log.exists() and not log.parent.exists()
