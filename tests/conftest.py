@@ -160,3 +160,24 @@ def wait_for_frames(work: Path, count: int, process: subprocess.Popen, limit: fl
 def batch_command(spec, weights, *extra):
     return [sys.executable, str(ROOT / "cli.py"), "batch", str(spec), "--weights", str(weights), *PROCESS_ARGS,
             *map(str, extra)]
+
+
+@pytest.fixture
+def tmpfs():
+    """mount(folder, read_only=False): a tmpfs mounted there for the test (another filesystem, or a read-only
+    one), unmounted after it; the test is skipped, saying why, where mounting is not allowed."""
+    mounted = []
+
+    def mount(folder: Path, read_only: bool = False) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        options = "size=16m" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

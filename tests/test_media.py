@@ -1,6 +1,5 @@
 """Video, folder and image I/O through the real ffmpeg: exact frame rates, audio, rotation, bad input."""
 import os
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -181,23 +180,9 @@ def test_file_names_that_look_like_ffmpeg_protocols_are_files(clip, tmp_path):
     assert probe.probe_video(out).has_audio and count_frames(out) == 8
 
 
-@pytest.fixture
-def other_mount(tmp_path):
-    """A tmpfs mounted for the test (another filesystem: a rename cannot cross it), or a skip saying why not."""
-    share = tmp_path / "share"
-    share.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(share)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'}): another filesystem "
-                    "is not tested")
-    yield share
-    subprocess.run(["umount", "-l", str(share)], capture_output=True)
-
-
 @pytest.mark.parametrize("where", ["same filesystem", "another filesystem"])
-def test_an_output_that_is_a_symbolic_link_is_written_through_it(clip, tmp_path, request, where):
-    target = request.getfixturevalue("other_mount") / "renders" if where == "another filesystem" else tmp_path / "renders"
+def test_an_output_that_is_a_symbolic_link_is_written_through_it(clip, tmp_path, tmpfs, where):
+    target = tmpfs(tmp_path / "share") / "renders" if where == "another filesystem" else tmp_path / "renders"
     target.mkdir()
     folder_link, video_link = tmp_path / "out", tmp_path / "out.mp4"
     os.symlink(target, folder_link)

@@ -111,3 +111,12 @@ def test_a_log_inside_the_work_directory_is_refused_before_any_work(tmp_path, cl
                      if log.parent.name == "scratch" else command(clip, style_image, out, weights_file, "--log", log))
         assert result.returncode == 2 and "--log" in result.stderr and "Traceback" not in result.stderr
         assert not out.exists() and not log.exists() and not log.parent.exists()
+
+
+def test_a_read_only_work_directory_is_refused_before_any_work(tmp_path, clip, style_image, weights_file, tmpfs):
+    locked = tmpfs(tmp_path / "ro", read_only=True)
+    out = tmp_path / "out.mp4"
+    for work in (locked, locked / "work"):
+        result = run(command(clip, style_image, out, weights_file, "--work-dir", work))
+        assert result.returncode == 2 and "is not writable" in result.stderr, result.stderr
+        assert not out.exists() and not list(tmp_path.glob(".out*"))
