@@ -36,7 +36,6 @@ from .losses import TemporalTarget, build_objective
 from .optimise import NonFiniteLoss, Plan, Result, quality, stylise
 from .tensors import noise_like, resize_image, to_frame, to_tensor
 from .vgg import weights_identity
-from .media import FRAME_NAME
 from .workdir import WorkDir, default_work_dir, differences, identity_hash
 
 MULTIPASS_BLEND = 0.5  # delta of Ruder et al.'s multi-pass initialisation
