@@ -116,7 +116,9 @@ def test_multipass_resumes_inside_a_later_pass(tmp_path, weights_file, style_ima
     monkeypatch.setattr(video.Stylist, "run", real)
     resumed, _ = run_job(synthetic_frames, style_image, tmp_path / "out", cfg)
     assert resumed.stylised == 3                                     # only what pass 2 had left
-    for a, b in zip(sorted((tmp_path / "ref").glob("*.png")), sorted((tmp_path / "out").glob("*.png"))):
+    reference, result = sorted((tmp_path / "ref").glob("*.png")), sorted((tmp_path / "out").glob("*.png"))
+    assert len(reference) == len(result) == len(list(synthetic_frames.glob("*.png")))  # an empty output fails
+    for a, b in zip(reference, result):
         assert np.array_equal(media.read_image(a), media.read_image(b))
 
 
@@ -205,7 +207,9 @@ def test_the_cuda_layout_runs_and_matches(tmp_path, weights_file, style_image, s
     monkeypatch.setattr(runtime, "channels_last", lambda device: True)
     nhwc, _ = run_job(synthetic_frames, style_image, tmp_path / "nhwc", cfg)
     assert nhwc.iterations == plain.iterations
-    for a, b in zip(sorted((tmp_path / "nchw").glob("*.png")), sorted((tmp_path / "nhwc").glob("*.png"))):
+    nchw, nhwc_frames = sorted((tmp_path / "nchw").glob("*.png")), sorted((tmp_path / "nhwc").glob("*.png"))
+    assert len(nchw) == len(nhwc_frames) == len(list(synthetic_frames.glob("*.png")))
+    for a, b in zip(nchw, nhwc_frames):
         difference = np.abs(media.read_image(a).astype(float) - media.read_image(b).astype(float))
         assert difference.mean() < 1.0, (a.name, difference.mean())
 
