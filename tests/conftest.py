@@ -24,11 +24,15 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's torch cache, and none can download anything."""
+    """No test reads or writes the user's torch cache, none can download anything, and none changes the CPU
+    thread count that the tests after it run with."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch-home"))
     monkeypatch.delenv("NST_WEIGHTS", raising=False)
     monkeypatch.delenv("NST_FFMPEG", raising=False)
     monkeypatch.delenv("NST_FFPROBE", raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # an in-process run with --threads sets it for the whole process
 
 
 @pytest.fixture(scope="session")
