@@ -14,8 +14,20 @@ from typing import Any, Callable
 import click
 from click_default_group import DefaultGroup
 
-from pipeline import __version__
-from pipeline.config import KEYS, Config, NSTError, load_config, preset_names
+from pipeline import __version__, figures, jobs as jobs_file, media, status
+from pipeline.config import CHOICES, Config, KEYS, load_config, preset_names
+from pipeline.errors import Interrupted, NSTError, StopFlag
+from pipeline.events import FrameDone, JobDone, JobProgress, JobStarted, Notice, Reference, Started, Step, UnitsPlanned
+from pipeline.executors import Pool, parse_devices
+from pipeline.figures import quality_plot
+from pipeline.files import (check_file_output, check_folder_writable, check_not_overwriting, check_outside,
+                            make_parent, split_paths, write_file, write_json)
+from pipeline.media import output_kind
+from pipeline.ray_executor import RayExecutor
+from pipeline.report import ReportWriter, render
+from pipeline.serve import serve
+from pipeline.variants import DRIFT_VARIANTS
+from pipeline.workdir import default_work_dir
 
 EXAMPLES = """\b
 Examples:
@@ -26,7 +38,6 @@ Examples:
   nst-video batch jobs.yaml --devices 0,1               overnight batch on two GPUs
   nst-video eval out.mp4 clip.mp4 --plot flicker.png    measure flicker
 """
-
 
 class Aborted(BaseException):
     """A second SIGINT/SIGTERM: abandon the frame in progress (not KeyboardInterrupt, which click eats)."""
@@ -53,7 +64,6 @@ def config_flags() -> list[Callable]:
     itself (adding a setting means adding one field). None means "not given": the config file decides."""
     from dataclasses import MISSING, fields
 
-    from pipeline.config import CHOICES
 
     options = []
     for f in fields(Config):
@@ -126,23 +136,17 @@ def _parallel_options(f: Callable) -> Callable:
 def make_executor(devices: str | None, ray_address: str | None, cfg: Any, reporter: Any) -> tuple[Any, Any]:
     """(executor or None, cfg with the device of a single --devices entry): Ray with --ray, our worker pool with
     several --devices, else None (this process)."""
-    from pipeline import batch
-
-    device_list = batch.parse_devices(devices)
+    device_list = parse_devices(devices)
     if ray_address and device_list:
         raise click.BadParameter("give --devices or --ray, not both (Ray places units on the cluster's devices)",
                                  param_hint="--ray")
     if cfg.threads:
-        import torch
+        import torch  # the thread count is torch's; set here, before any unit runs
 
         torch.set_num_threads(cfg.threads)
     if ray_address:
-        from pipeline.ray_executor import RayExecutor
-
         return RayExecutor(None if ray_address == "local" else ray_address, threads=cfg.threads, emit=reporter), cfg
     if len(device_list) > 1:
-        from pipeline.executors import Pool
-
         return Pool(device_list, cfg.threads), cfg
     return None, cfg.replace(device=device_list[0]) if device_list else cfg
 
@@ -155,7 +159,6 @@ def _check_report(path: str | None) -> None:
 def _report_writer(path: str | None, jobs: list[tuple[str, Path, Path, Path]]) -> Any:
     if not path:
         return None
-    from pipeline.report import ReportWriter
 
     return ReportWriter(path, jobs)
 
@@ -177,7 +180,6 @@ def config_from_params(params: dict[str, Any]) -> Any:
 
 def style_paths(value: str) -> tuple[Path, ...]:
     """STYLE: one image, or several separated by commas; a file whose own name holds a comma is taken whole."""
-    from pipeline.files import split_paths
 
     paths = split_paths(value)
     if not paths:
@@ -197,7 +199,6 @@ def output_files(options: dict[str, str | None], reads: dict[str, list[Path]] | 
     or can be created (missing folders of outputs are created when the work starts, by every command), none of
     them a file the command reads, and none inside a folder the run owns (`owned`: what -> folder, such as the
     work directory or an OUTPUT folder). Checked before any work; creates nothing."""
-    from pipeline.files import check_file_output, check_not_overwriting, check_outside
 
     for option, path in options.items():
         if path:
@@ -235,8 +236,6 @@ class Reporter:
 
     def record(self, kind: str, **data: Any) -> None:
         if self.log is None and self.log_file:
-            from pipeline.files import make_parent
-
             make_parent(self.log_file)
             self.log = open(self.log_file, "a")
         if self.log:
@@ -244,7 +243,6 @@ class Reporter:
             self.log.flush()
 
     def __call__(self, event: Any) -> None:
-        from pipeline.events import FrameDone, Notice, Reference, Started, Step
 
         if isinstance(event, Started):
             self.total = event.total
@@ -312,7 +310,6 @@ class BatchReporter:
         self.counts: dict[str, int] = {}
 
     def __call__(self, event: Any) -> None:
-        from pipeline.events import JobDone, JobProgress, JobStarted, UnitsPlanned
 
         reporter, quiet = self.reporter, self.reporter.quiet
         if isinstance(event, UnitsPlanned):  # a batch in units: one bar over every frame of every job
@@ -483,7 +480,6 @@ class Main(DefaultGroup):
 def cli() -> None:
     """nst-video: neural style transfer for videos, frame folders and images."""
 
-
 @cli.command("run", epilog=EXAMPLES)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.argument("style", metavar="STYLE")
@@ -510,7 +506,7 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     optical flow and stay consistent with it (Ruder et al. 2016), so they need far fewer iterations and do
     not flicker. An interrupted run resumes where it stopped when the same command is run again.
     """
-    from pipeline import figures, video
+    from pipeline import video  # loads torch: only the commands that run the model import it
 
     styles = style_paths(style)
     cfg = config_from_params(params)
@@ -526,8 +522,6 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     for figure in (progress_sheet, loss_plot):
         if figure and Path(figure).suffix.lower() != ".png":
             raise click.BadParameter(f"{figure} must end in .png", param_hint="--progress-sheet/--loss-plot")
-    from pipeline.media import output_kind
-    from pipeline.workdir import default_work_dir
 
     reads = video.reads_of(Path(input_path), styles, cfg)
     owned = {"work directory": Path(work_dir) if work_dir else default_work_dir(output)}
@@ -538,15 +532,13 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     _check_report(report_file)
     snapshot_dir = Path(progress_dir) if progress_dir else Path(f"{output.rstrip(os.sep)}.progress")
     if save_every:
-        from pipeline.files import check_folder_writable, check_not_overwriting
-
         check_folder_writable(snapshot_dir, "--progress-dir")
         check_not_overwriting(snapshot_dir, reads, folder=True, name="--progress-dir")
     snapshots = figures.Snapshots(snapshot_dir) if save_every else None
     job = video.Job(Path(input_path), styles, Path(output), Path(work_dir) if work_dir else None, keep_work, restart,
                     save_every or 0, snapshots, keep_histories=bool(loss_plot), overwrite=overwrite)
     reporter = Reporter(quiet, log_file)
-    stop = video.StopFlag()
+    stop = StopFlag()
     page = _report_writer(report_file, [(Path(input_path).name, Path(input_path), Path(output),
                                          Path(work_dir) if work_dir else default_work_dir(output))])
     try:
@@ -557,7 +549,7 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
                         cuts=summary.cuts, output=str(summary.output))
     except BaseException as error:
         if page is not None:
-            state = "stopped" if isinstance(error, (video.Interrupted, Aborted, KeyboardInterrupt)) else "failed"
+            state = "stopped" if isinstance(error, (Interrupted, Aborted, KeyboardInterrupt)) else "failed"
             page.close({job_work: (state, str(error)) for job_work in page.jobs})
         raise
     else:
@@ -598,13 +590,12 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
       nst-video batch jobs.yaml --config fast
       nst-video batch 'clips/*.mp4' --style scream.jpg --out-dir styled/ --devices 0,1
     """
-    from pipeline import batch, video
+    from pipeline import batch  # loads torch: only the commands that run the model import it
 
     base_config = config_from_params(params)
-    jobs = batch.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config, work_dir=work_dir)
-    device_list = batch.parse_devices(devices)
-    owned = {f"work directory of job {job.number}": batch.job_work_dir(job, work_dir) for job in jobs}
-    from pipeline.media import output_kind
+    jobs = jobs_file.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config, work_dir=work_dir)
+    device_list = parse_devices(devices)
+    owned = {f"work directory of job {job.number}": jobs_file.job_work_dir(job, work_dir) for job in jobs}
 
     owned.update({f"OUTPUT folder of job {job.number}": job.output for job in jobs if output_kind(job.output) == "folder"})
     output_files({"--log": log_file, "--report": report_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs},
@@ -612,16 +603,16 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     _check_report(report_file)
     options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart, "overwrite": overwrite}
     reporter = Reporter(quiet, log_file)
-    stop = video.StopFlag()
+    stop = StopFlag()
     started = time.perf_counter()
-    works = {job.number: batch.job_work_dir(job, work_dir) for job in jobs}
+    works = {job.number: jobs_file.job_work_dir(job, work_dir) for job in jobs}
     page = _report_writer(report_file, [(job.name, job.input, job.output, works[job.number]) for job in jobs])
     executor, base_config = make_executor(devices, ray_address, base_config, reporter)
     with _Signals(stop, reporter):
         outcomes = batch.run_batch(jobs, device_list, base_config, options,
                                    _chain(BatchReporter(reporter, [job.number for job in jobs],
                                                         executor is not None or len(device_list) > 1), page,
-                                          batch.Results(jobs_spec) if batch.is_jobs_file(jobs_spec) else None),
+                                          jobs_file.Results(jobs_spec) if jobs_file.is_jobs_file(jobs_spec) else None),
                                    stop, executor)
     if page is not None:
         page.close({works[o.job.number]: (o.status, o.message) for o in outcomes if o.status in ("failed", "stopped")})
@@ -653,7 +644,6 @@ def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, 
     """Where jobs stand: frames done, recent seconds per frame, ETA, state (running, finished, failed with its
     error, stopped), scene cuts and device, read from their work directories and outputs only (while a run goes
     on, from another shell, or after it ended). A run that was killed shows as stopped at its last frame."""
-    from pipeline import status
 
     if html_file:
         _check_report(html_file)
@@ -667,9 +657,6 @@ def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, 
             if warning.startswith("a log ends in a damaged line"):
                 click.echo(f"warning: {job.name}: {warning}", err=True)
     if html_file:
-        from pipeline.files import make_parent, write_file
-        from pipeline.report import render
-
         make_parent(html_file)
         while True:
             running = any(j.state == "running" for j in jobs)
@@ -679,8 +666,6 @@ def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, 
             time.sleep(2)
             jobs = status.statuses(list(paths), work_dir=work_dir)
     if port is not None:
-        from pipeline.serve import serve
-
         serve(list(paths), work_dir, host, port, echo=lambda m: click.echo(m, err=True))
 
 
@@ -715,7 +700,7 @@ def eval_command(stylised: str, original: str, size: int | None, json_file: str 
     With --style and --reference-every N, sampled frames are also optimised cold from the ORIGINAL: a later
     frame's content + style against that level shows drift (1.0: as good as a frame made on its own).
     """
-    from pipeline import evaluate
+    from pipeline import evaluate  # loads torch: only the commands that run the model import it
 
     if reference_every and not style:
         raise click.BadParameter("needs --style", param_hint="--reference-every")
@@ -759,8 +744,6 @@ def _float_list(value: str | None, name: str) -> list[float] | None:
 
 def _write_json(path: str | None, data: Any) -> None:
     if path:
-        from pipeline.files import write_json
-
         write_json(path, data)
 
 
@@ -792,7 +775,7 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline import bench, runtime
+    from pipeline import bench, runtime  # loads torch: only the commands that run the model import it
 
     chosen = runtime.select_device(device)
     gpu = chosen.type == "cuda"
@@ -834,7 +817,7 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
     and relaxed to the cold level as by default, + long-term, and earlier defaults), on a clip panning across a
     photo with a moving object, whose true flow and disocclusions are known exactly. Temporal error is measured
     with the true flow; the flow-estimated figure (what `eval` reports) is shown beside it."""
-    from pipeline.bench import flicker_benchmark, flicker_table
+    from pipeline.bench import flicker_benchmark, flicker_table  # loads torch: only the commands that run the model import it
 
     gammas = _float_list(temporal_weights, "--temporal-weights")
     output_files({"--json": json_file})
@@ -856,8 +839,7 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
               help="Optimise every Nth frame cold as a reference.")
 @click.option("--objective", type=click.Choice(["tutorial", "default"]), default="tutorial", show_default=True,
               help="The PyTorch tutorial's objective (keeps content on random weights) or the product's.")
-@click.option("--variants", metavar="V1,V2,..", help="Variants to run [all]: " + ", ".join(
-    __import__("pipeline.bench", fromlist=["DRIFT_VARIANTS"]).DRIFT_VARIANTS))
+@click.option("--variants", metavar="V1,V2,..", help="Variants to run [all]: " + ", ".join(DRIFT_VARIANTS))
 @click.option("--pooling", type=click.Choice(["max", "avg", "blur"]),
               help="VGG19's pooling in every variant, the cold frames included [the objective's own].")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), envvar="NST_WEIGHTS", help="VGG19 weights [seeded random].")
@@ -872,7 +854,7 @@ def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, 
     """Quality over time: a long shot made in code (a pan revealing new content, a slow zoom, a disc crossing
     the frame) stylised by each variant, every later frame judged against a cold optimisation of the same
     frame (sampled every --every frames). A drift shows as the last quarter's ratio above the first's."""
-    from pipeline.bench import DRIFT_VARIANTS, drift_benchmark, drift_table
+    from pipeline.drift import drift_benchmark, drift_table  # loads torch: only the commands that run the model import it
 
     chosen = [v.strip() for v in variants.split(",")] if variants else None
     for name in chosen or []:
@@ -888,8 +870,6 @@ def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, 
                                  progress=lambda m: click.echo(f"running {m}", err=True))
     click.echo(drift_table(rows))
     if plot:
-        from pipeline.figures import quality_plot
-
         quality_plot({r.name: [c + s for c, s in r.per_frame] for r in rows},
                      {i: c + s for i, (c, s, *_) in cold.items()}, plot,
                      title=f"Quality over time ({frames} frames, {objective} objective)")
@@ -914,7 +894,7 @@ def bench_chunks(frames: int, size: int, max_frames: int, overlaps: str, iterati
                  weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
     """What --max-shot-frames costs: one long shot made in code, stylised whole and in chunks with each overlap,
     measured by `eval` (temporal error and style term) around the seams and elsewhere."""
-    from pipeline.bench import chunks_benchmark, chunks_table
+    from pipeline.drift import chunks_benchmark, chunks_table  # loads torch: only the commands that run the model import it
 
     try:
         ks = tuple(int(k) for k in overlaps.split(","))
@@ -954,8 +934,6 @@ def _png_output(path: str, panels: str | None = None) -> Path:
     if Path(path).suffix.lower() != ".png":
         raise click.BadParameter(f"{path} must end in .png", param_hint="OUT")
     if panels:
-        from pipeline.files import check_folder_writable
-
         check_folder_writable(panels, "--panels folder")
     output_files({"OUT": path})
     return Path(path)
@@ -985,7 +963,7 @@ class _PanelProgress:
 def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], kind: str, *, iterations: int,
                            size: int, weights: str | None, seed: int, device: str, panels: str | None,
                            quiet: bool) -> None:
-    from pipeline import media, reconstruct
+    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
 
     target = _png_output(out, panels)
     progress = _PanelProgress(len(subsets), iterations, quiet)
@@ -1003,7 +981,6 @@ def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], kind:
 def reconstruct_command() -> None:
     """What VGG19 keeps of an image, layer by layer (Gatys et al. 2016, Fig. 1)."""
 
-
 @reconstruct_command.command("content")
 @click.argument("image", metavar="IMAGE", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", metavar="OUT.png", type=click.Path(dir_okay=False))
@@ -1015,7 +992,7 @@ def reconstruct_content(image: str, out: str, layers: str | None, iterations: in
     """Content reconstructions: from white noise, an image whose features match IMAGE at one layer only,
     for each layer. Lower layers reproduce the image almost exactly; higher layers keep its arrangement
     and lose the exact pixels. A labelled grid with the original first."""
-    from pipeline import reconstruct
+    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
 
     chosen = reconstruct.parse_layers(layers, reconstruct.CONTENT_LAYERS)
     _reconstruction_figure(image, out, [[layer] for layer in chosen], "content", iterations=iterations, size=size,
@@ -1034,7 +1011,7 @@ def reconstruct_style(image: str, out: str, layers: str | None, iterations: int,
     """Style reconstructions: from white noise, an image whose Gram matrices match IMAGE's on growing subsets
     of layers (conv1_1; conv1_1+conv2_1; ... conv1_1 to conv5_1). The texture grows from fine to large-scale
     structure while the scene's arrangement is discarded. A labelled grid with the original first."""
-    from pipeline import reconstruct
+    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
 
     _reconstruction_figure(image, out, reconstruct.parse_subsets(layers), "style", iterations=iterations,
                            size=size, weights=weights, seed=seed, device=device, panels=panels, quiet=quiet)
@@ -1056,7 +1033,7 @@ def sweep_command(content: str, style: str, out: str, ratios: str, content_layer
                   quiet: bool, debug: bool) -> None:
     """The content/style trade-off (Gatys et al. 2016, Fig. 3): CONTENT stylised with STYLE once per ratio
     alpha/beta (columns) and content layer (rows), in a labelled grid."""
-    from pipeline import media, reconstruct
+    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
 
     values = _float_list(ratios, "--ratios")
     if any(v <= 0 for v in values):
@@ -1089,7 +1066,7 @@ def weights_command(ctx: click.Context, weights: str | None) -> None:
     """Show where the VGG19 weights are looked for and whether they are there."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.vgg import cached_weights_path, load_weights
+    from pipeline.vgg import cached_weights_path, load_weights  # loads torch: only the commands that run the model import it
 
     if weights:
         load_weights(weights)
@@ -1111,7 +1088,7 @@ def weights_command(ctx: click.Context, weights: str | None) -> None:
 @handle_errors
 def weights_download(quiet: bool) -> None:
     """Download torchvision's ImageNet VGG19 weights into the cache (to copy to an offline machine)."""
-    from pipeline.vgg import download_weights
+    from pipeline.vgg import download_weights  # loads torch: only the commands that run the model import it
 
     path = download_weights(progress=not quiet)
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.0f} MB); copy it to the same path "

@@ -1,4 +1,4 @@
-"""The one configuration object of nst-video, and the errors every module may raise.
+"""The one configuration object of nst-video.
 
 `Config` holds the only copy of each default. `load_config(name_or_path, **overrides)` reads a preset
 from `configs/` (or any YAML file) strictly: unknown keys and wrong types are errors, and every value is
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from .errors import ConfigError
 
 CONFIG_DIR = Path(os.environ.get("NST_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
 
@@ -34,18 +35,6 @@ def downsampling(layer: str) -> int:
     number of 2x2 poolings before it."""
     index = VGG19_LAYERS.index(layer)
     return 2 ** sum(1 for name in VGG19_LAYERS[:index + 1] if name.startswith("pool"))
-
-
-class NSTError(Exception):
-    """A failure the user can act on; the CLI prints it as one line and exits with `exit_code`."""
-
-    exit_code = 1
-
-
-class ConfigError(NSTError):
-    """A bad setting or argument: a usage error (exit code 2)."""
-
-    exit_code = 2
 
 
 def _frozen_map(mapping: Mapping[str, float]) -> types.MappingProxyType:

@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from . import media, probe
-from .config import Config, NSTError
+from .config import Config
+from .errors import NSTError
+from .figures import line_plot
 from .files import write_file, write_json
+from .losses import build_objective
 from .metrics import Evaluation, FrameQuality, temporal_errors
+from .optimise import Plan, stylise
+from .runtime import select_device
+from .tensors import noise_like, resize_image, to_tensor
 
 
 class Scorer:
@@ -20,9 +26,6 @@ class Scorer:
     def __init__(self, cfg: Config, style: Path, size: tuple[int, int], reference_every: int = 0):
         import torch
 
-        from .losses import build_objective
-        from .tensors import to_tensor
-        from .runtime import select_device
 
         self.cfg, self.reference_every, self.torch, self.to_tensor = cfg, reference_every, torch, to_tensor
         self.device = select_device(cfg.device)
@@ -31,17 +34,12 @@ class Scorer:
         self.size = (size[1], size[0])  # (H, W)
 
     def __call__(self, index: int, stylised: np.ndarray, original: np.ndarray) -> FrameQuality:
-        from .tensors import resize_image
-
         content = self.to_tensor(original, self.device)
         self.objective.set_content(resize_image(content, self.size))
         with self.torch.no_grad():
             _, parts = self.objective(self.to_tensor(stylised, self.device))
         rated = FrameQuality(index, float(parts["content"]), float(parts["style"]))
         if self.reference_every and index % self.reference_every == 0:
-            from .optimise import Plan, stylise
-            from .tensors import noise_like
-
             start = noise_like(content, self.cfg.seed * 1_000_003 + index) if self.cfg.init == "noise" else content
             result = stylise(content, start, self.objective, Plan.for_frame(self.cfg, self.size, first=True),
                              frame=index)
@@ -97,8 +95,6 @@ def write_outputs(result: Evaluation, *, json_file: str | None = None, csv_file:
                                else ("",) * 5)])
         write_file(csv_file, text.getvalue().encode())
     if plot:
-        from .figures import line_plot
-
         x = [f.index for f in result.frames]
         nan = float("nan")
         series = {"stylised": [nan if f.stylised is None else f.stylised for f in result.frames],

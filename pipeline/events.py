@@ -94,5 +94,5 @@ class JobProgress:
 
 @dataclass
 class JobDone:
-    outcome: Any                      # batch.Outcome
+    outcome: Any                      # jobs.Outcome
     device: str | None = None

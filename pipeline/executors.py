@@ -21,7 +21,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .config import NSTError, config_from_dict
+from .config import config_from_dict
+from .errors import ConfigError, NSTError, StopFlag, failure
 
 RETRIES = 2  # a unit whose worker process died is started again this many times (it resumes from its frames)
 
@@ -29,7 +30,8 @@ RETRIES = 2  # a unit whose worker process died is started again this many times
 @dataclass(frozen=True)
 class Unit:
     key: tuple[int, int]        # (job number, first kept frame): unique within a batch
-    job: Any                    # video.Job for a span; batch.BatchJob for a whole job
+    work: Callable[..., Any]    # work(unit, cfg, emit, stop, node), run wherever the unit lands: its value is the result's
+    job: Any                    # what `work` runs: video.Job for a span; jobs.BatchJob for a whole job
     config: dict                # Config.to_dict() (device aside: the executor chooses it)
     span: Any = None            # shots.Span, or None: the whole job (video.run in the worker)
     frames: int = 0             # output frames it makes (progress)
@@ -40,7 +42,7 @@ class Unit:
 class UnitResult:
     key: tuple[int, int]
     status: str                 # done, failed, stopped
-    value: Any = None           # video.Summary (a span) or batch.Outcome (a whole job)
+    value: Any = None           # video.Summary (a span) or jobs.Outcome (a whole job)
     message: str = ""
     device: str = ""
 
@@ -69,21 +71,13 @@ def node_name() -> str:
 
 def execute(unit: Unit, device: str, emit: Callable[[Any], None], stop: Any, node: str) -> UnitResult:
     """Run one unit here, on `device`; every failure becomes a result with a one-line message."""
-    from . import video
-
     cfg = config_from_dict(unit.config).replace(device=device)
     try:
-        if unit.span is None:
-            from .batch import run_one
-
-            outcome = run_one(unit.job, cfg, unit.options, emit, stop, device)
-            return UnitResult(unit.key, "done", outcome, device=device)
-        summary = video.run_shot(unit.job, cfg, unit.span, events=emit, stop=stop, node=node)
-        return UnitResult(unit.key, "done", summary, device=device)
+        return UnitResult(unit.key, "done", unit.work(unit, cfg, emit, stop, node), device=device)
     except Exception as error:  # one broken unit must not end the others
         if not isinstance(error, NSTError):
             traceback.print_exc()
-        status, message = video.failure(error)
+        status, message = failure(error)
         return UnitResult(unit.key, status, message=message, device=device)
 
 
@@ -156,12 +150,10 @@ def _pool_worker(slot: int, device: str, threads: int, units: "multiprocessing.Q
                  messages: "multiprocessing.Queue", fed: Any) -> None:
     """One process per device: takes units until every unit was handed out (`fed`) and the queue is empty, or a
     stop is asked for."""
-    import torch
-
-    from . import video
+    import torch  # the driver needs no torch to hand out units
 
     torch.set_num_threads(threads)
-    stop = video.StopFlag()
+    stop = StopFlag()
 
     def handle(signum: int, frame: Any) -> None:
         if stop.signum is not None:
@@ -287,24 +279,23 @@ class Pool:
         return out
 
 
-def run_units(executor: Any, job: Any, cfg: Any, spans: Iterable[Any], emit: Callable[[Any], None],
-              stop: Any) -> list[Any]:
-    """The units of one job (video.run): each span's summary, in order; the first failure raises its message,
-    a stop raises video.Interrupted once every worker has stopped (their frames are saved)."""
-    import dataclasses
+def parse_devices(text: str | None) -> list[str]:
+    """`0,1` -> cuda:0, cuda:1; `cpu,cpu` -> two CPU workers; checked against what exists."""
+    if not text:
+        return []
+    devices = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "cpu":
+            devices.append("cpu")
+        elif part.removeprefix("cuda:").isdigit():
+            import torch  # only to count GPUs: the driver of a CPU run needs no torch
 
-    from . import video
-
-    job = dataclasses.replace(job, snapshot=None, work_dir=job.work_dir or video.default_work_dir(job.output))
-    config = cfg.to_dict()
-    units = (Unit((0, span.keep_from), job, config, span, span.end - span.keep_from) for span in spans)
-    results = executor.run(units, lambda message: emit(message.event) if isinstance(message, UnitEvent) else None,
-                           lambda result: None, stop)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise NSTError(failed[0].message + (f" (and {len(failed) - 1} more units failed)" if len(failed) > 1 else ""))
-    if any(r.status == "stopped" for r in results):
-        signum = stop.signum if stop is not None and stop.signum is not None else signal.SIGTERM
-        raise video.Interrupted(signum, f"stopped by {signal.Signals(signum).name}; the finished frames are saved in "
-                                        f"{job.work_dir}. Run the same command again to resume")
-    return [r.value for r in results]
+            index = int(part.removeprefix("cuda:"))
+            available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if index >= available:
+                raise ConfigError(f"--devices: there is no GPU {index} (this machine has {available})")
+            devices.append(f"cuda:{index}")
+        else:
+            raise ConfigError(f"--devices: {part!r} is neither a GPU number nor cpu")
+    return devices

@@ -25,7 +25,9 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from .config import ConfigError
+from . import probe
+from .config import Config
+from .errors import ConfigError
 
 FRAME_PATTERN = re.compile(r"\d{6}\.png")
 FOLDER_MARKER = ".nst-video.json"   # in an output folder: the frames nst-video wrote there
@@ -359,3 +361,17 @@ def remove_dead_partials(output: str | Path) -> list[Path]:
             path.unlink(missing_ok=True)
         removed.append(path)
     return removed
+
+
+def reads_of(input_path: Path, styles: tuple[Path, ...], cfg: Config) -> dict[str, list[Path]]:
+    """Every file a job reads, by role: OUTPUT (and any other file it writes) may be none of them."""
+    input_path = Path(input_path)
+    reads: dict[str, list[Path]] = {"INPUT": [input_path]}
+    if input_path.is_dir():
+        reads["INPUT"] += [p for p in input_path.iterdir() if probe.is_image_path(p)]
+    reads["STYLE"] = list(styles)
+    if cfg.weights:
+        reads["weights file"] = [Path(cfg.weights)]
+    if cfg.init not in ("content", "noise"):
+        reads["init image"] = [Path(cfg.init)]
+    return reads

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from . import vgg as vgg_module
 from .config import Config, downsampling
+from .runtime import configure, prepare_model
 from .tensors import resize_image
 
 
@@ -246,7 +247,6 @@ def build_network(cfg: Config, device: torch.device, extra_layers: Sequence[str]
     """The one place a Config becomes a network (runs, eval, bench and the figures): VGG19 with cfg's weights
     and pooling, cut after the deepest of its layers and `extra_layers` (for objectives made later on the same
     network), laid out for `device`."""
-    from .runtime import prepare_model
 
     layers = dict.fromkeys([*cfg.content_layers, *cfg.style_layers, *extra_layers])
     return prepare_model(vgg_module.build_model(cfg.weights, list(layers), cfg.pooling, cfg.weights_format, device),
@@ -257,7 +257,6 @@ def build_objective(cfg: Config, device: torch.device, *,
                     model: vgg_module.VGG19Features | None = None) -> Objective:
     """A run's objective from its Config: build_network's VGG19 (or `model`), run at cfg's precision. Style
     and content targets are set by the caller."""
-    from .runtime import configure, prepare_model
 
     autocast = configure(device, cfg.precision)
     objective = Objective.from_config(prepare_model(model, device) if model else build_network(cfg, device), cfg)

@@ -22,11 +22,10 @@ import cv2
 import ffmpeg
 import numpy as np
 
-from .config import ConfigError
-from .probe import (DEFAULT_FOLDER_FPS, IMAGE_EXTS, VIDEO_EXTS, MediaError, MediaInfo, last_line, ffmpeg_exe, file_url,
-                    frame_rate_mode_option)
+from .errors import ConfigError, MediaError
 from .files import (FOLDER_MARKER, check_folder_writable, check_output_folder, frames_marker, make_parent, temp_sibling,
                     write_file, write_target)
+from .probe import DEFAULT_FOLDER_FPS, IMAGE_EXTS, VIDEO_EXTS, MediaInfo, last_line, ffmpeg_exe, file_url, frame_rate_mode_option
 
 FRAME_NAME = "{:06d}.png"
 

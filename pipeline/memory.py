@@ -20,6 +20,7 @@ pooling: 34 MiB more), against 67 MiB (34) in the estimate before its overhead f
 from __future__ import annotations
 
 from .config import VGG19_LAYERS, Config
+from .optimise import Plan
 from .vgg import channels, layer_index
 
 LBFGS_HISTORY = 100
@@ -53,7 +54,6 @@ def frame_bytes(height: int, width: int, cfg: Config, steps: int = LBFGS_HISTORY
 def peak_bytes(height: int, width: int, cfg: Config) -> int:
     """The largest scale decides (coarse scales are smaller): the most iterations any frame, the first
     or a later one, runs at full size."""
-    from .optimise import Plan
 
     steps = max(Plan.for_frame(cfg, (height, width), first=first).scales[-1][1] for first in (True, False))
     return frame_bytes(height, width, cfg, steps)

@@ -14,17 +14,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .config import Config, NSTError
+from .config import Config
+from .errors import NonFiniteLoss
 from .events import Step
 from .losses import Objective, TemporalTarget
 from .tensors import resize_image
 
 
 COARSE_SHARE = 0.8  # at most this share of a frame's iterations goes to the coarse scales
-
-
-class NonFiniteLoss(NSTError):
-    """The loss became NaN or infinite (a step too large, or bf16 overflow)."""
 
 
 COLD_MARGIN = 0.02  # how far inside (0, 1) a cold start begins under L-BFGS's tanh bound (see BOUND_EPS)

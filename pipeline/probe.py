@@ -19,15 +19,12 @@ from pathlib import Path
 
 import ffmpeg
 
-from .config import ConfigError, NSTError, parse_fraction
+from .config import parse_fraction
+from .errors import ConfigError, MediaError
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm", ".m4v")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 DEFAULT_FOLDER_FPS = Fraction(25)
-
-
-class MediaError(NSTError):
-    """Unreadable input or a failed encode."""
 
 
 # ---- ffmpeg discovery -------------------------------------------------------------------------------

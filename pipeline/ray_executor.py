@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .config import ConfigError, NSTError
+from .errors import ConfigError, NSTError, StopFlag
 from .events import Notice
 from .executors import Feeder, Unit, UnitEvent, UnitResult, UnitStarted, cpu_threads, execute
 
@@ -73,8 +73,6 @@ def _run_unit(unit: Unit, threads: int, events: Any) -> UnitResult:
     import ray
     import torch
 
-    from . import video
-
     context = ray.get_runtime_context()
     node = f"{socket.gethostname()} (Ray node {context.get_node_id()[:12]})"
     device = "cuda" if ray.get_gpu_ids() else "cpu"
@@ -84,7 +82,7 @@ def _run_unit(unit: Unit, threads: int, events: Any) -> UnitResult:
         events.put(UnitEvent(unit.key, device, event))
 
     events.put(UnitStarted(unit.key, device))
-    return execute(unit, device, emit, video.StopFlag(), node)
+    return execute(unit, device, emit, StopFlag(), node)
 
 
 class RayExecutor:

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 
 from . import media
-from .config import VGG19_LAYERS, Config, ConfigError
+from .config import VGG19_LAYERS, Config
+from .errors import ConfigError
+from .figures import image_grid
 from .losses import Objective, build_network
 from .optimise import Plan, Result, stylise
-from .tensors import noise_like, to_frame, to_tensor
 from .runtime import select_device
+from .tensors import noise_like, to_frame, to_tensor
 
 CONTENT_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -171,7 +173,6 @@ def reconstruction_figure(image: np.ndarray, target: Path, kind: str, subsets: S
 def panel_figure(results: Sequence[Panel], labels: Sequence[str], target: Path, title: str, prefix: str,
                  panels: str | Path | None, columns: int | None = None) -> None:
     """A figure command's labelled grid, and each panel as a PNG in `panels`."""
-    from .figures import image_grid
 
     image_grid([p.image for p in results], labels, target, columns=columns, title=title)
     if panels:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import NSTError
+from .events import Finishing, FrameDone, JobDone, JobProgress, Started
 from .files import make_parent, write_file
 from .status import JobStatus, _duration, read_work_dir
 
@@ -260,8 +262,6 @@ class ReportWriter:
         self.thread.start()
 
     def __call__(self, event: Any) -> None:
-        from .events import Finishing, FrameDone, JobDone, JobProgress, Started
-
         if isinstance(event, Finishing):
             with self.lock:
                 self._finishing(event)
@@ -288,8 +288,7 @@ class ReportWriter:
             job.preview = _image_uri(job.preview)
         self.jobs[work] = job
         if self.measure_flicker and job.input and job.done > 1:
-            from .config import NSTError
-            from .evaluate import evaluate_clips
+            from .evaluate import evaluate_clips  # loads torch: only a report that measures flicker needs it
 
             try:
                 result = evaluate_clips(Path(event.output), Path(job.input))
@@ -299,8 +298,6 @@ class ReportWriter:
         self.seconds += time.perf_counter() - started
 
     def refresh(self) -> list[JobStatus]:
-        from .config import NSTError
-
         for work, old in list(self.jobs.items()):
             if old.state == "finished" or not (work / "job.json").exists():
                 if old.state in ("running", "not started") and Path(old.output or "").exists() and not work.exists():

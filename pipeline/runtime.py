@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
 
 
 def select_device(name: str) -> torch.device:

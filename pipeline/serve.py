@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from .config import NSTError
+from .errors import NSTError
 from .report import render
 from .status import statuses
 

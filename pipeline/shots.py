@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import media
-from .config import Config, NSTError
+from .config import Config
+from .errors import NSTError
 from .events import Notice
 from .files import write_json
 from .flow import MotionAnalyser

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, NSTError
+from . import probe
+from .errors import ConfigError, NSTError
 from .files import read_record
+from .jobs import job_work_dir, load_jobs, read_results
 from .workdir import FORMAT, default_work_dir, previews, read_json_lines
 
 RECENT = 10  # frames over which the recent speed is measured
@@ -143,7 +145,6 @@ def _job_file(work: Path) -> dict[str, Any]:
 def _finished_output(name: str, output: Path, result: dict[str, Any] | None = None) -> JobStatus:
     """A job whose work directory is gone: finished if its OUTPUT's record says nst-video made it, unless a later
     batch result (`result`, kept beside the jobs file) says what happened since; not started otherwise."""
-    from . import probe
 
     status = JobStatus(name, None, str(output))
     made = output.exists() and read_record(output) is not None
@@ -174,8 +175,6 @@ def statuses(paths: list[str], *, work_dir: str | None = None) -> list[JobStatus
         if (path / "job.json").exists():
             out.append(read_work_dir(path))
         elif path.suffix.lower() in (".yaml", ".yml") and path.is_file():
-            from .batch import job_work_dir, load_jobs, read_results
-
             results = read_results(path)
             for job in load_jobs(str(path)):
                 work = job_work_dir(job, work_dir)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .config import VGG19_LAYERS
+from .media import write_image
 from .vgg import CONV_INDICES, channels
 
 
@@ -115,7 +116,6 @@ def moving_clip(frames: int = 8, width: int = 160, height: int = 96, *, pan: int
 
 def write_frames(frames: list[np.ndarray], folder: str | Path) -> Path:
     """Frames as a folder of PNGs (frame_0.png, frame_1.png, ...)."""
-    from .media import write_image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,17 +19,14 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .config import VGG19_LAYERS, NSTError
+from .config import VGG19_LAYERS
+from .errors import NSTError, WeightsError
 
 # Output channels of the 16 convolutions of VGG19 ("M" is a pooling layer), torchvision's layout.
 _PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 CONV_INDICES = tuple(i for i, name in enumerate(VGG19_LAYERS) if name.startswith("conv"))
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-class WeightsError(NSTError):
-    """Missing or unusable VGG19 weights."""
 
 
 def layer_index(name: str) -> int:

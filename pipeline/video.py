@@ -26,15 +26,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from . import color, media, memory, probe, runtime
-from .config import MAX_SIZE, Config, ConfigError, NSTError
+from . import color, media, memory, probe, runtime, shots
+from .config import MAX_SIZE, Config
+from .errors import ConfigError, Interrupted, NSTError, NonFiniteLoss, StopFlag, failure
 from .events import Finishing, FrameDone, Notice, Reference, Started
-from .files import (check_folder_writable, check_not_overwriting, check_work_dir, make_parent, read_record,
+from .executors import Inline, Unit, UnitEvent
+from .files import (check_folder_writable, check_not_overwriting, check_work_dir, make_parent, read_record, reads_of,
                     remove_dead_partials, remove_if_empty, write_record, write_target)
 from .flow import Motion, MotionAnalyser, inpaint, long_term_offsets, long_term_weights, matched_fill, warp
 from .losses import TemporalTarget, build_objective
-from .optimise import NonFiniteLoss, Plan, Result, quality, stylise
+from .optimise import Plan, Result, quality, stylise
 from .tensors import noise_like, resize_image, to_frame, to_tensor
+from .threads import Stage, Writer
 from .vgg import weights_identity
 from .workdir import WorkDir, default_work_dir, differences, identity_hash
 
@@ -111,24 +114,6 @@ class Summary:
     def all_histories(self) -> list[list[dict[str, float]]]:
         """Every stylised frame's history in the order they were optimised."""
         return [self.histories[i] for i in sorted(self.histories)] + [h for _, _, h in self.pass_histories]
-
-
-class Interrupted(NSTError):
-    """A stop asked for by SIGINT/SIGTERM, after the finished frames were saved."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
-class StopFlag:
-    """Set by a signal handler; the loop stops between frames."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def request(self, signum: int) -> None:
-        self.signum = signum
 
 
 # ---- the stylist: one frame, cold or warm ----------------------------------------------------------
@@ -303,20 +288,6 @@ def _disk_full(error: BaseException) -> bool:
     return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in str(error)
 
 
-def reads_of(input_path: Path, styles: tuple[Path, ...], cfg: Config) -> dict[str, list[Path]]:
-    """Every file a job reads, by role: OUTPUT (and any other file it writes) may be none of them."""
-    input_path = Path(input_path)
-    reads: dict[str, list[Path]] = {"INPUT": [input_path]}
-    if input_path.is_dir():
-        reads["INPUT"] += [p for p in input_path.iterdir() if probe.is_image_path(p)]
-    reads["STYLE"] = list(styles)
-    if cfg.weights:
-        reads["weights file"] = [Path(cfg.weights)]
-    if cfg.init not in ("content", "noise"):
-        reads["init image"] = [Path(cfg.init)]
-    return reads
-
-
 def check_frame_size(source: probe.MediaInfo, size: tuple[int, int], cfg: Config) -> None:
     """Refuse frames too small on their shortest side for the deepest VGG19 layer used (its poolings would
     leave nothing), naming the minimum and the --size that reaches it."""
@@ -422,10 +393,9 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
     passes included, so units can be spread over processes and machines and the frames encoded after. Frames
     the work directory already holds are kept (a unit resumes). Runs on the node that got the unit (`node`
     names it in errors)."""
-    from .shots import visible
 
-    visible({"input": job.input, **{f"style image {i + 1}": p for i, p in enumerate(job.styles)},
-             "weights": cfg.weights, "work directory": job.work_dir}, node)
+    shots.visible({"input": job.input, **{f"style image {i + 1}": p for i, p in enumerate(job.styles)},
+                   "weights": cfg.weights, "work directory": job.work_dir}, node)
     ctx = _context(job, cfg, probe.inspect_input(job.input), Summary(output=Path(job.output)),
                    events or (lambda event: None), stop)
     if ctx.work is None:
@@ -465,16 +435,6 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
     ctx.summary.frames = span.end - span.keep_from
     ctx.summary.peak_memory = runtime.peak_memory(ctx.device)
     return ctx.summary
-
-
-def failure(error: BaseException) -> tuple[str, str]:
-    """(state, message) of a job or unit that raised `error`: stopped by a signal, or failed with its one line
-    (any other exception named by its type)."""
-    if isinstance(error, (Interrupted, KeyboardInterrupt)):
-        return "stopped", str(error)
-    if isinstance(error, NSTError):
-        return "failed", str(error)
-    return "failed", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def _after_failure(error: BaseException, work: WorkDir | None, created: list[Path], output: Path) -> None:
@@ -578,8 +538,6 @@ class Run:
     def units(self) -> Iterator[Any]:
         """The spans still to stylise, handed out as the motion pre-pass finds each shot's end (or from the cut list
         an earlier run kept); every span of the job, in order, is in self.spans once the iteration is over."""
-        from . import shots
-
         ctx, work = self.ctx, self.ctx.work
         scan = shots.CutScan(work, self.identity, ctx.source, ctx.size, ctx.fps, ctx.cfg, self.emit, _logged_cuts(ctx))
         self.spans = []
@@ -603,8 +561,6 @@ class Run:
     def assemble(self, results: list[Summary]) -> None:
         """Every unit done: their figures merged into the run's summary, the chunks' seams crossfaded, the frames
         encoded in order (with the input's audio and frame rate)."""
-        from . import shots
-
         ctx, work, summary = self.ctx, self.ctx.work, self.ctx.summary
         for part in results:  # in the order of the frames
             summary.merge(part)
@@ -648,9 +604,7 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
     try:
         workers = executor.workers if executor is not None else 1
         if this.in_shots(workers):
-            from .executors import Inline, run_units
-
-            results = run_units(executor or Inline(), job, this.ctx.cfg, this.units(), this.emit, stop)
+            results = _run_spans(executor or Inline(), job, this.ctx.cfg, this.units(), this.emit, stop)
             if len(this.spans) == 1 and workers > 1:
                 this.emit(Notice("the video has no scene cut: one shot, so one device worked and the others waited; "
                                  "--max-shot-frames N splits long shots into chunks that run in parallel"))
@@ -662,6 +616,29 @@ def run(job: Job, cfg: Config, *, events: Callable[[Any], None] | None = None,
         raise
     return this.finish()
 
+
+def shot_work(unit: Unit, cfg: Config, emit: Callable[[Any], None], stop: StopFlag | None, node: str) -> Summary:
+    """A span's unit, wherever it landed (executors.execute): its shot's frames, saved in the work directory."""
+    return run_shot(unit.job, cfg, unit.span, events=emit, stop=stop, node=node)
+
+
+def _run_spans(executor: Any, job: Job, cfg: Config, spans: Iterator[Any], emit: Callable[[Any], None],
+               stop: StopFlag | None) -> list[Summary]:
+    """The spans of one job as units on `executor`: each span's summary, in order; the first failure raises its
+    message, a stop raises Interrupted once every worker has stopped (their frames are saved)."""
+    job = dataclasses.replace(job, snapshot=None, work_dir=job.work_dir or default_work_dir(job.output))
+    config = cfg.to_dict()
+    units = (Unit((0, span.keep_from), shot_work, job, config, span, span.end - span.keep_from) for span in spans)
+    results = executor.run(units, lambda message: emit(message.event) if isinstance(message, UnitEvent) else None,
+                           lambda result: None, stop)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise NSTError(failed[0].message + (f" (and {len(failed) - 1} more units failed)" if len(failed) > 1 else ""))
+    if any(r.status == "stopped" for r in results):
+        signum = stop.signum if stop is not None and stop.signum is not None else signal.SIGTERM
+        raise Interrupted(signum, f"stopped by {signal.Signals(signum).name}; the finished frames are saved in "
+                                  f"{job.work_dir}. Run the same command again to resume")
+    return [r.value for r in results]
 
 @dataclass
 class RunContext:
@@ -1061,8 +1038,6 @@ def _stream(ctx: RunContext) -> None:
     """The sequential run: decode -> motion (one frame ahead) -> each shot's frames in order, its sweep passes
     when it ends -> encode. With one pass, every frame goes to the encoder as it finishes; with several, the
     saved frames are encoded at the end."""
-    from .threads import Stage, Writer
-
     cfg, work = ctx.cfg, ctx.work
     resume_from = 0
     if work is not None:

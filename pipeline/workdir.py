@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 
-from .config import ConfigError, NSTError
+from .errors import ConfigError, WorkDirBusy, WorkDirError
 from .files import write_file, write_json
 from .media import FRAME_NAME, write_image
 
@@ -43,14 +43,6 @@ CHUNKS = "chunks"
 # user put there (or a folder the user gave) survives.
 OURS = ("job.json", "frames", "inputs", "passes.json", "log.jsonl", "cuts.json", CHUNKS, "run.jsonl", "preview",
         "lock", "shared.lock", ".write-test")
-
-
-class WorkDirError(NSTError):
-    pass
-
-
-class WorkDirBusy(ConfigError):
-    """A live run holds the work directory: refused before any work (exit 2)."""
 
 
 def holder(work: str | Path) -> int | None:

@@ -5,8 +5,8 @@ from fractions import Fraction
 import pytest
 import yaml
 
-from pipeline.config import (CONFIG_DIR, Config, ConfigError, config_from_dict, load_config, parse_fraction,
-                             reference_yaml)
+from pipeline.config import CONFIG_DIR, Config, config_from_dict, load_config, parse_fraction, reference_yaml
+from pipeline.errors import ConfigError
 
 
 def test_presets_load_and_flags_override_them():

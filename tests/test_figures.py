@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pipeline import figures, media, probe, reconstruct
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config
+from pipeline.errors import ConfigError
 from pipeline.synthetic import texture
 from tests.conftest import FAST
 

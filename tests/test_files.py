@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pipeline import files
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline import media, probe
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 from tests.conftest import ffmpeg, make_clip
 
 

@@ -3,6 +3,7 @@ import pytest
 
 from pipeline import video
 from pipeline.config import Config
+from pipeline.errors import NSTError
 
 
 def test_memory_estimate_refuses_a_frame_that_cannot_fit(tmp_path, weights_file, style_image, content_image,
@@ -10,7 +11,7 @@ def test_memory_estimate_refuses_a_frame_that_cannot_fit(tmp_path, weights_file,
     from pipeline import memory, runtime
 
     monkeypatch.setattr(runtime, "available_memory", lambda device: 600 * 2**20)
-    with pytest.raises(video.NSTError, match=r"needs about .* GiB.*use --size \d+ or less"):
+    with pytest.raises(NSTError, match=r"needs about .* GiB.*use --size \d+ or less"):
         video.run(video.Job(content_image, (style_image,), tmp_path / "o.png"),
                   Config(weights=str(weights_file), size=1024, device="cpu"))
     cfg = Config()

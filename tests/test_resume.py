@@ -13,6 +13,7 @@ from pipeline.config import Config
 from pipeline.synthetic import MECHANICS_WEIGHTS
 from pipeline.events import Notice
 from tests.conftest import command, frames_of, killed_after, run, wait_for_frames
+from pipeline.errors import NSTError, NonFiniteLoss
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +118,7 @@ def test_disk_full_stops_cleanly_and_keeps_the_work(tmp_path, frames_dir, weight
         original(self, index, frame)
 
     monkeypatch.setattr(workdir.WorkDir, "save_frame", full_disk)
-    with pytest.raises(video.NSTError, match="disk full: .* finished frames are kept"):
+    with pytest.raises(NSTError, match="disk full: .* finished frames are kept"):
         video.run(video.Job(frames_dir, (style_image,), out), _small(weights_file))
     assert not out.exists()
     assert len(list((workdir.default_work_dir(out) / "frames").glob("*.png"))) == 5
@@ -132,7 +133,7 @@ def test_not_enough_disk_is_refused_up_front(tmp_path, frames_dir, weights_file,
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
-    with pytest.raises(video.NSTError, match="not enough disk space"):
+    with pytest.raises(NSTError, match="not enough disk space"):
         video.run(video.Job(frames_dir, (style_image,), tmp_path / "out"), _small(weights_file))
 
 
@@ -145,7 +146,7 @@ def test_non_finite_loss_restarts_the_frame_with_adam(tmp_path, frames_dir, weig
     def flaky(content, init, objective, plan, **kwargs):
         if kwargs.get("frame") == 2 and plan.optimizer == "lbfgs":
             failures.append(2)
-            raise optimise.NonFiniteLoss("frame 2: the loss became nan at iteration 3")
+            raise NonFiniteLoss("frame 2: the loss became nan at iteration 3")
         return real(content, init, objective, plan, **kwargs)
 
     monkeypatch.setattr(video, "stylise", flaky)
@@ -158,11 +159,11 @@ def test_non_finite_loss_restarts_the_frame_with_adam(tmp_path, frames_dir, weig
 
     def always(content, init, objective, plan, **kwargs):
         if kwargs.get("frame") == 3:
-            raise optimise.NonFiniteLoss("frame 3: the loss became nan at iteration 1")
+            raise NonFiniteLoss("frame 3: the loss became nan at iteration 1")
         return real(content, init, objective, plan, **kwargs)
 
     monkeypatch.setattr(video, "stylise", always)
-    with pytest.raises(video.NSTError, match="frame 3 failed twice"):
+    with pytest.raises(NSTError, match="frame 3 failed twice"):
         video.run(video.Job(frames_dir, (style_image,), tmp_path / "out2"), _small(weights_file))
 
 

@@ -444,8 +444,9 @@ def test_a_unit_on_a_node_that_cannot_see_a_path_fails_and_the_others_finish(tmp
     from pipeline import batch
     from pipeline.config import load_config
     from pipeline.events import JobDone
+    from pipeline.jobs import BatchJob
     from pipeline.ray_executor import RayExecutor
-    from pipeline.video import StopFlag
+    from pipeline.errors import StopFlag
 
     hidden = tmp_path / "mount"
     hidden.mkdir()
@@ -459,7 +460,7 @@ def test_a_unit_on_a_node_that_cannot_see_a_path_fails_and_the_others_finish(tmp
                                            "NST_TEST_HIDDEN": str(hidden)})
     try:
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
-        jobs = [batch.BatchJob(n, frames_dir, (style_image,), tmp_path / f"out{n}") for n in (1, 2, 3, 4)]
+        jobs = [BatchJob(n, frames_dir, (style_image,), tmp_path / f"out{n}") for n in (1, 2, 3, 4)]
         cfg = load_config("default", weights=str(weights), size=64, iterations=4, frame_iterations=2, device="cpu",
                           shots="auto")
         events = []

@@ -6,7 +6,8 @@ import torchvision
 from pipeline.config import VGG19_LAYERS
 from pipeline.synthetic import random_vgg19_weights
 from pipeline.config import downsampling
-from pipeline.vgg import BlurPool, VGG19Features, WeightsError, cached_weights_path, channels, load_weights
+from pipeline.vgg import BlurPool, VGG19Features, cached_weights_path, channels, load_weights
+from pipeline.errors import WeightsError
 
 
 def test_layer_names_follow_torchvision_features():

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pipeline import video, workdir
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError, WorkDirError
 from pipeline.events import FrameDone
 from tests.conftest import command, frames_of, killed_after, run
 from tests.test_resume import _small
@@ -38,7 +38,7 @@ def test_work_directory_of_another_version_or_unusable(tmp_path, frames_dir, wei
     work = workdir.default_work_dir(out)
     work.mkdir()
     (work / "job.json").write_text(json.dumps({"format": 999, "hash": "x"}))
-    with pytest.raises(workdir.WorkDirError, match="another version of nst-video"):
+    with pytest.raises(WorkDirError, match="another version of nst-video"):
         video.run(video.Job(frames_dir, (style_image,), out), _small(weights_file))
     blocker = tmp_path / "file"
     blocker.write_text("x")
