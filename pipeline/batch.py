@@ -1,4 +1,4 @@
-"""Overnight batches run: the jobs of a jobs file (jobs.py) in order on one device, or as units of work on
+"""Overnight batches run: the jobs of a jobs file (jobfile.py) in order on one device, or as units of work on
 several devices (a worker process per device) or a Ray cluster, resumable: the shots of every job are spread
 over the workers, and each job is encoded once its last shot is done. A job whose OUTPUT exists, made by this
 very job, is finished and skipped on a rerun; an unfinished one resumes from its work directory.
@@ -13,21 +13,22 @@ from .config import Config
 from .errors import ConfigError, Interrupted, NSTError, failure
 from .events import Finishing, FrameDone, JobDone, JobProgress, JobStarted, Notice, UnitsPlanned
 from .executors import Pool, Unit, UnitEvent, UnitStarted
-from .jobs import BatchJob, Outcome, is_finished, job_work_dir
+from .job import Job, made_otherwise
+from .jobfile import BatchJob, Outcome, is_finished, job_work_dir
 
 
 # ---- running ----------------------------------------------------------------------------------------
 
 
 def _spec(job: BatchJob, options: dict[str, Any], cfg: Config) -> Any:
-    """The video.Job of a batch job, or None when its output is finished, made by this very job, and a rerun
+    """The Job of a batch job, or None when its output is finished, made by this very job, and a rerun
     skips it. A finished output made otherwise (other settings, or not by nst-video) is refused unless
     --overwrite (redo it) or --restart."""
     work_dir = job_work_dir(job, options.get("work_dir"))
-    spec = video.Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
+    spec = Job(job.input, job.styles, job.output, work_dir, options.get("keep_work", False),
                      options.get("restart", False), overwrite=options.get("overwrite", False))
     if not options.get("restart") and is_finished(job, work_dir):
-        why = video.made_otherwise(spec, cfg)
+        why = made_otherwise(spec, cfg)
         if why is None:
             return None
         if not options.get("overwrite"):

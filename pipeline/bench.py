@@ -236,7 +236,6 @@ def overhead_benchmark(size: tuple[int, int], cfg: Config, device, repeats: int 
     VGG19 forward and backward to the same depth, alternating blocks so drift hits both alike."""
     import torch
 
-
     reset_peak_memory(device)
     model, objective, content = _setup(cfg, device, size)
     deepest = model.layers[-1]
@@ -297,7 +296,6 @@ def image_benchmark(size: tuple[int, int], cfg: Config, device) -> ImageRow:
     time until each reaches the loss both reach (the higher of the two final losses)."""
     from dataclasses import replace
 
-
     _, objective, content = _setup(cfg, device, size)
     hw = (size[1], size[0])
     multi = replace(Plan.for_frame(cfg, hw, first=True), log_every=1)
@@ -316,7 +314,6 @@ def plain_gatys(frames: list[np.ndarray], objective, device, evaluations: int = 
     torch's L-BFGS with its defaults, the image clamped to [0, 1] in the closure, 300 evaluations, one
     scale, no temporal term. Returns frames, seconds per frame and final losses."""
     import torch
-
 
     out, seconds, finals = [], [], []
     for frame in frames:
@@ -379,7 +376,6 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
     files go in a folder of `workspace`, removed at the end."""
     import shutil
 
-
     workspace_root = workspace.root / "clip"
     try:
         clip = flicker_clip(frames, width)
@@ -412,7 +408,6 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
                        truth(ours), truth(reference))
     finally:
         shutil.rmtree(workspace_root, ignore_errors=True)
-
 
                                 # enough workers goes with this, not with the clip's length
 

@@ -26,7 +26,6 @@ class Scorer:
     def __init__(self, cfg: Config, style: Path, size: tuple[int, int], reference_every: int = 0):
         import torch
 
-
         self.cfg, self.reference_every, self.torch, self.to_tensor = cfg, reference_every, torch, to_tensor
         self.device = select_device(cfg.device)
         self.objective = build_objective(cfg, self.device)
@@ -103,3 +102,21 @@ def write_outputs(result: Evaluation, *, json_file: str | None = None, csv_file:
                      if any(f.style is not None for f in result.frames) else None)
         line_plot(x, series, plot, xlabel="frame", ylabel="temporal error (RMSE, 0-255)",
                   title="Temporal error per frame", secondary=secondary, secondary_label="style loss")
+
+
+def report_lines(result: Evaluation) -> list[str]:
+    """What `eval` prints: the temporal error against its floor, the terms with --style, the drift with
+    --reference-every."""
+    figures = result.to_dict()
+    cuts = f"; scene cuts at {', '.join(map(str, figures['cuts']))}" if figures["cuts"] else ""
+    lines = [f"temporal error (RMSE, 0-255): {figures['temporal_error']:.3f} stylised, "
+             f"{figures['original_floor']:.3f} original (floor), {len(result.frames)} frame pairs{cuts}"]
+    if figures["style_loss"] is not None:
+        content = sum(q.content for q in result.quality) / len(result.quality)
+        lines.append(f"style term (mean per frame): {figures['style_loss']:.5g}; content term: {content:.5g}")
+    drift = figures["drift"]
+    if drift:
+        lines.append(f"content + style against cold optimisation of the same frames: {drift['mean_ratio']:.3f}x "
+                     f"mean, worst {drift['worst_ratio']:.3f}x at frame {drift['worst_frame']}; first quarter "
+                     f"{drift['first_quarter']:.3f}x, last quarter {drift['last_quarter']:.3f}x")
+    return lines

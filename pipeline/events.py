@@ -94,5 +94,5 @@ class JobProgress:
 
 @dataclass
 class JobDone:
-    outcome: Any                      # jobs.Outcome
+    outcome: Any                      # jobfile.Outcome
     device: str | None = None

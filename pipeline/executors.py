@@ -31,7 +31,7 @@ RETRIES = 2  # a unit whose worker process died is started again this many times
 class Unit:
     key: tuple[int, int]        # (job number, first kept frame): unique within a batch
     work: Callable[..., Any]    # work(unit, cfg, emit, stop, node), run wherever the unit lands: its value is the result's
-    job: Any                    # what `work` runs: video.Job for a span; jobs.BatchJob for a whole job
+    job: Any                    # what `work` runs: job.Job for a span; jobfile.BatchJob for a whole job
     config: dict                # Config.to_dict() (device aside: the executor chooses it)
     span: Any = None            # shots.Span, or None: the whole job (video.run in the worker)
     frames: int = 0             # output frames it makes (progress)
@@ -42,7 +42,7 @@ class Unit:
 class UnitResult:
     key: tuple[int, int]
     status: str                 # done, failed, stopped
-    value: Any = None           # video.Summary (a span) or jobs.Outcome (a whole job)
+    value: Any = None           # job.Summary (a span) or jobfile.Outcome (a whole job)
     message: str = ""
     device: str = ""
 
@@ -195,7 +195,6 @@ class Pool:
     """One worker process per device of this machine, each taking units from one queue until it is empty. A
     worker that dies (killed, out of memory) is replaced and its unit started again, up to RETRIES times:
     the unit resumes from the frames it saved."""
-
 
     def __init__(self, devices: list[str], threads: int = 0):
         self.devices, self.threads = devices, cpu_threads(threads, devices)

@@ -202,3 +202,13 @@ def quality_plot(series: Mapping[str, Sequence[float]], references: Mapping[int,
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def progress_figures(snapshots: "Snapshots | None", sheet: str | None, animation: str | None) -> None:
+    """After a run with --save-every: its contact sheet and its animation, where asked for."""
+    if snapshots is None:
+        return
+    if sheet:
+        progress_sheet(snapshots.items, sheet)
+    if animation:
+        progress_animation(snapshots.items, animation)

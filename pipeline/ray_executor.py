@@ -88,7 +88,6 @@ def _run_unit(unit: Unit, threads: int, events: Any) -> UnitResult:
 class RayExecutor:
     """Connects to a cluster (`auto` or an address) or starts a local Ray instance (address None)."""
 
-
     def __init__(self, address: str | None, *, threads: int = 0, num_cpus: int | None = None,
                  emit: Callable[[Any], None] = lambda event: None):
         ray = self.ray = _import_ray()

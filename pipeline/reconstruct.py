@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -150,6 +150,20 @@ def sweep(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], conte
 FIGURE_TITLES = {"content": "Content reconstructions from single layers",
                  "style": "Style reconstructions from growing sets of layers"}
 
+
+def sweep_figure(content: np.ndarray, style: np.ndarray, ratios: Sequence[float], content_layers: Sequence[str],
+                 cfg: Config, target: Path, panels: str | None, progress: Any) -> int:
+    """`nst-video sweep`: the sweep's panels in a labelled grid (a column per ratio) saved as `target`, each
+    panel also under `panels` if given; `progress` sees every step and each panel's end. Returns the count."""
+    def callback(step: Any) -> None:
+        progress(step)
+        if step.iteration >= step.iterations:
+            progress.next_panel(step.iterations)
+    rows = sweep(content, style, ratios, content_layers, cfg, callback)
+    flat = [panel for row in rows for panel in row]
+    panel_figure(flat, [p.label for p in flat], target, "Content/style trade-off (\u03b1/\u03b2) per content layer",
+                 "sweep", panels, columns=len(ratios))
+    return len(flat)
 
 def reconstruction_figure(image: np.ndarray, target: Path, kind: str, subsets: Sequence[Sequence[str]], cfg: Config,
                           iterations: int, *, seed: int = 0, progress: Callable | None = None,

@@ -13,7 +13,7 @@ import io
 import time
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -238,6 +238,19 @@ def render(jobs: list[JobStatus], *, live: bool, title: str = "nst-video",
             f'{html.escape(summary)} · written {stamp}{" · refreshes every %d s" % REFRESH_SECONDS if live else ""}</p>'
             f"\n{body}\n</body></html>\n")
 
+
+def write_page(path: str | Path, jobs: list[JobStatus], read: Callable[[], list[JobStatus]], *,
+               follow: bool = False, every: float = 2.0) -> None:
+    """`status --html`: the page of `jobs`; with `follow`, rewritten every `every` seconds from `read()` (a live
+    page, refreshing itself) until no job is running, then once more as it ended."""
+    make_parent(path)
+    while True:
+        running = any(j.state == "running" for j in jobs)
+        write_file(path, render(jobs, live=follow and running, title="nst-video status").encode())
+        if not (follow and running):
+            return
+        time.sleep(every)
+        jobs = read()
 
 class ReportWriter:
     """Keeps FILE.html up to date during a run or batch: an event sink (chain it with the progress display).

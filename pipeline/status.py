@@ -19,7 +19,7 @@ from typing import Any
 from . import probe
 from .errors import ConfigError, NSTError
 from .files import read_record
-from .jobs import job_work_dir, load_jobs, read_results
+from .jobfile import job_work_dir, load_jobs, read_results
 from .workdir import FORMAT, default_work_dir, previews, read_json_lines
 
 RECENT = 10  # frames over which the recent speed is measured

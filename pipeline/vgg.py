@@ -247,3 +247,22 @@ def build_model(weights: str | Path | None, layers: Iterable[str], pooling: str,
                 progress: bool = True) -> VGG19Features:
     """VGG19 cut after the deepest of `layers`; `pooling` has no default here: it is the Config's."""
     return VGG19Features(load_weights(weights, progress), layers, pooling, weights_format).to(device)
+
+
+def weights_lines(weights: str | None) -> list[str]:
+    """What `nst-video weights` says: the file named (checked), torchvision's cache, and which a run would use."""
+    lines = []
+    if weights:
+        load_weights(weights)
+        lines.append(f"--weights / NST_WEIGHTS: {weights} (a valid VGG19 state dict)")
+    else:
+        lines.append("--weights / NST_WEIGHTS: not set")
+    cached = cached_weights_path()
+    if cached.exists():
+        lines.append(f"torchvision cache: {cached} (present, {cached.stat().st_size / 1e6:.0f} MB)")
+    else:
+        lines.append(f"torchvision cache: {cached} (missing: run `nst-video weights download`, "
+                     "or copy the file there from a machine that has it)")
+    in_use = weights or (str(cached) if cached.exists() else None)
+    lines.append(f"in use: {in_use or 'none: a run would try to download them'}")
+    return lines

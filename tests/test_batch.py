@@ -176,14 +176,14 @@ BOMB_CHECK = """
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch, pipeline.video  # what a batch loads anyway, before the limit: the limit is on what the jobs file adds
-from pipeline import jobs
+from pipeline import jobfile
 from pipeline.errors import NSTError
 size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (size + (512 << 20), resource.RLIM_INFINITY))
 for spec in sys.argv[2:]:
     started = time.perf_counter()
     try:
-        jobs.load_jobs(spec)
+        jobfile.load_jobs(spec)
     except NSTError as error:
         print(" | ".join(str(error).splitlines())[:3000])
     print(round(time.perf_counter() - started, 3))
@@ -215,12 +215,12 @@ def test_a_yaml_alias_bomb_in_a_job_is_refused_quickly_in_bounded_memory(tmp_pat
 
 
 def test_a_jobs_file_over_the_limit_is_refused_before_it_is_read(tmp_path):
-    from pipeline import jobs
+    from pipeline import jobfile
     from pipeline.errors import ConfigError
 
     spec = tmp_path / "jobs.yaml"
     with open(spec, "w") as handle:
         handle.write("jobs:\n")
-        handle.truncate(jobs.MAX_JOBS_FILE + 1)
+        handle.truncate(jobfile.MAX_JOBS_FILE + 1)
     with pytest.raises(ConfigError, match="at most 4 MiB is read"):
-        jobs.load_jobs(str(spec))
+        jobfile.load_jobs(str(spec))

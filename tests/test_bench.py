@@ -11,14 +11,14 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     overhead, image, clip = report["overhead"][0], report["image"][0], report["clip"]
-    assert overhead["size"] == [48, 26] and 0.5 < overhead["ratio"] < 10  # the objective costs about a bare pass
+    assert overhead["size"] == [48, 26] and overhead["ratio"] > 0  # a timing: measured, never bounded by a test
     assert overhead["ratio"] == overhead["objective_seconds"] / overhead["bare_seconds"]
     assert image["schedule"] == [[17, 32], [26, 48]]         # (H, W): the coarse scale, then full size
     assert math.isfinite(image["multiscale_final"]) and math.isfinite(image["single_final"])
     assert clip["frames"] == 3 and clip["ours_iterations_first"] == 6
     assert clip["ours_iterations_later"] <= 4  # the cap, extended twofold for frames below the cold level
     assert clip["speedup"] == clip["reference_seconds"] / clip["ours_seconds"]
-    result = cli("bench", "flicker", "--frames", "3", "--size", "40", "--iterations", "3", "--temporal-weights", "0.5",
+    result = cli("bench", "flicker", "--frames", "3", "--width", "40", "--iterations", "3", "--temporal-weights", "0.5",
                  "--pooling", "max", "--json", tmp_path / "f.json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads((tmp_path / "f.json").read_text())
@@ -38,7 +38,7 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
 
 
 def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):
-    result = cli("bench", "drift", "--frames", "12", "--size", "48", "--iterations", "6", "--frame-iterations", "3",
+    result = cli("bench", "drift", "--frames", "12", "--width", "48", "--iterations", "6", "--frame-iterations", "3",
                  "--every", "4", "--variants", "ruder,default", "--pooling", "avg", "--json", tmp_path / "d.json", "--plot",
                  tmp_path / "plots" / "d.png")
     assert result.exit_code == 0, result.stderr
@@ -61,7 +61,7 @@ def test_drift_bench_judges_later_frames_against_cold_ones(cli, tmp_path):
 
 
 def test_chunks_bench_rates_the_seams_of_each_chunking(cli, tmp_path):
-    result = cli("bench", "chunks", "--frames", "12", "--size", "64", "--max-shot-frames", "5", "--overlaps", "0,2",
+    result = cli("bench", "chunks", "--frames", "12", "--width", "64", "--max-shot-frames", "5", "--overlaps", "0,2",
                  "--iterations", "6", "--frame-iterations", "3", "--json", tmp_path / "c.json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads((tmp_path / "c.json").read_text())

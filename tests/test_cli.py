@@ -480,12 +480,12 @@ def test_refused_commands_leave_nothing_and_block_nothing(cli, tmp_path, weights
 
 
 def test_bad_codec_is_found_before_any_work(cli, tmp_path, weights_file, style_image, clip, monkeypatch):
-    from pipeline import video
+    from pipeline import stylist
 
     def no_work(*args, **kwargs):
         raise AssertionError("a frame was optimised")
 
-    monkeypatch.setattr(video.Stylist, "__init__", no_work)
+    monkeypatch.setattr(stylist.Stylist, "__init__", no_work)
     for codec, message in (("bogus", "this ffmpeg has no such encoder"), ("ffv1", "cannot go in a .mp4")):
         result = cli(clip, style_image, tmp_path / "out.mp4", "--weights", weights_file, *FAST, "--codec", codec)
         assert result.exit_code == 2 and message in one_line_error(result)
@@ -651,9 +651,9 @@ def test_every_output_file_gets_its_missing_folders_created(cli, tmp_path, weigh
 
 
 def test_a_resumed_frame_is_reported_as_resumed(capsys):
-    import cli as cli_module
+    from pipeline.console import Reporter
 
-    reporter = cli_module.Reporter()
+    reporter = Reporter()
     reporter.tty, reporter.total, reporter.last_line = False, 10, float("-inf")  # a line is due
     reporter(FrameDone(3, 10, 0, {}, 0.0, resumed=True))
     reporter.last_line = float("-inf")

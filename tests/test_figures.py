@@ -157,7 +157,7 @@ def test_runs_eval_and_figures_score_with_the_same_network(weights_file, style_i
     (eval once scored style with max pooling while runs used average pooling)."""
     import torch
 
-    from pipeline import evaluate, video
+    from pipeline import evaluate, stylist
 
     def pools(model):
         return {type(m).__name__ for m in model.modules() if "Pool" in type(m).__name__}
@@ -166,6 +166,6 @@ def test_runs_eval_and_figures_score_with_the_same_network(weights_file, style_i
         cfg = Config(weights=str(weights_file), device="cpu", size=32, pooling=pooling)
         expected = {kind}
         frame = texture(32, 32, 1)
-        assert pools(video.Stylist(cfg, torch.device("cpu"), [frame], frame).model) == expected
+        assert pools(stylist.Stylist(cfg, torch.device("cpu"), [frame], frame).model) == expected
         assert pools(evaluate.Scorer(cfg, style_image, (32, 32)).objective.model) == expected
         assert pools(reconstruct.Reconstructor(frame, cfg, layers=["conv3_1"]).model) == expected

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline import media, probe, video, workdir
+from pipeline import media, probe, stylist, video, workdir
 from pipeline.config import Config
 from pipeline.synthetic import MECHANICS_WEIGHTS
 from pipeline.events import Notice
@@ -149,7 +149,7 @@ def test_non_finite_loss_restarts_the_frame_with_adam(tmp_path, frames_dir, weig
             raise NonFiniteLoss("frame 2: the loss became nan at iteration 3")
         return real(content, init, objective, plan, **kwargs)
 
-    monkeypatch.setattr(video, "stylise", flaky)
+    monkeypatch.setattr(stylist, "stylise", flaky)
     events = []
     summary = video.run(video.Job(frames_dir, (style_image,), tmp_path / "out"), _small(weights_file),
                         events=events.append)
@@ -162,7 +162,7 @@ def test_non_finite_loss_restarts_the_frame_with_adam(tmp_path, frames_dir, weig
             raise NonFiniteLoss("frame 3: the loss became nan at iteration 1")
         return real(content, init, objective, plan, **kwargs)
 
-    monkeypatch.setattr(video, "stylise", always)
+    monkeypatch.setattr(stylist, "stylise", always)
     with pytest.raises(NSTError, match="frame 3 failed twice"):
         video.run(video.Job(frames_dir, (style_image,), tmp_path / "out2"), _small(weights_file))
 

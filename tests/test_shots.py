@@ -444,7 +444,7 @@ def test_a_unit_on_a_node_that_cannot_see_a_path_fails_and_the_others_finish(tmp
     from pipeline import batch
     from pipeline.config import load_config
     from pipeline.events import JobDone
-    from pipeline.jobs import BatchJob
+    from pipeline.jobfile import BatchJob
     from pipeline.ray_executor import RayExecutor
     from pipeline.errors import StopFlag
 

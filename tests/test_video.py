@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import media, video
+from pipeline import media, shot, stylist, video
 from pipeline.config import Config
 from pipeline.optimise import quality
 from pipeline.synthetic import MECHANICS_WEIGHTS, moving_clip, write_frames
@@ -102,7 +102,7 @@ def test_multipass_resumes_inside_a_later_pass(tmp_path, weights_file, style_ima
     cfg = small(weights_file, passes=2, pass_iterations=2)
     reference, _ = run_job(synthetic_frames, style_image, tmp_path / "ref", cfg)
     calls = {"n": 0}
-    real = video.Stylist.run
+    real = stylist.Stylist.run
 
     def dies(self, index, *args, **kwargs):
         calls["n"] += 1
@@ -110,10 +110,10 @@ def test_multipass_resumes_inside_a_later_pass(tmp_path, weights_file, style_ima
             raise KeyboardInterrupt
         return real(self, index, *args, **kwargs)
 
-    monkeypatch.setattr(video.Stylist, "run", dies)
+    monkeypatch.setattr(stylist.Stylist, "run", dies)
     with pytest.raises(KeyboardInterrupt):
         run_job(synthetic_frames, style_image, tmp_path / "out", cfg)
-    monkeypatch.setattr(video.Stylist, "run", real)
+    monkeypatch.setattr(stylist.Stylist, "run", real)
     resumed, _ = run_job(synthetic_frames, style_image, tmp_path / "out", cfg)
     assert resumed.stylised == 3                                     # only what pass 2 had left
     reference, result = sorted((tmp_path / "ref").glob("*.png")), sorted((tmp_path / "out").glob("*.png"))
@@ -231,8 +231,8 @@ def test_revealed_pixels_start_without_streaks(weights_file, style_image, fill):
     backward[..., 0] = 6                                   # frame t at x shows frame t-1 at x + 6
     weights = np.ones((64, 96), np.float32)
     weights[:, -6:] = 0                                    # entered at the edge: nothing to warp from
-    stylist = video.Stylist(cfg, torch.device("cpu"), [media.read_image(style_image)], content)
-    init, temporal = stylist.warm_start(1, content, {1: previous}, [Motion(1, backward, weights, 0.94, 0.0, False)])
+    maker = stylist.Stylist(cfg, torch.device("cpu"), [media.read_image(style_image)], content)
+    init, temporal = maker.warm_start(1, content, {1: previous}, [Motion(1, backward, weights, 0.94, 0.0, False)])
     strip = init[0, :, :, -6:]                             # (3, 64, 6)
     along_rows = strip.std(dim=-1).mean().item()           # streaks: every row of the strip one colour
     expected = torch.from_numpy(content[:, -6:].astype(np.float32) / 255).permute(2, 0, 1).std(dim=-1).mean().item()
@@ -260,18 +260,18 @@ def test_a_static_clip_stops_early_and_says_so(tmp_path, weights_file, style_ima
 
 
 def killed_then_resumed(monkeypatch, method: str, at: int, frames, style_image, output, cfg):
-    """Run the job killed (KeyboardInterrupt) when video.Shot.<method> reaches frame `at`, then rerun it."""
-    real = getattr(video.Shot, method)
+    """Run the job killed (KeyboardInterrupt) when shot.Shot.<method> reaches frame `at`, then rerun it."""
+    real = getattr(shot.Shot, method)
 
     def killed(self, index, *args):
         if index == at:
             raise KeyboardInterrupt
         return real(self, index, *args)
 
-    monkeypatch.setattr(video.Shot, method, killed)
+    monkeypatch.setattr(shot.Shot, method, killed)
     with pytest.raises(KeyboardInterrupt):
         run_job(frames, style_image, output, cfg)
-    monkeypatch.setattr(video.Shot, method, real)
+    monkeypatch.setattr(shot.Shot, method, real)
     return run_job(frames, style_image, output, cfg)
 
 
@@ -345,14 +345,14 @@ def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scen
     cfg = small(weights_file, iterations=30, frame_iterations=10, quality_slack=1.10, probe_every=2,
                 probe_iterations=8, log_every=5, term_slack=1.15)
     targets = {}
-    real = video.stylise
+    real = stylist.stylise
 
     def spy(content, init, objective, plan, *, temporal=None, frame=0, **kwargs):
         if temporal:  # a later frame's own optimisation (probes and cold frames have no temporal target)
             targets[frame] = plan.quality_target, plan.term_targets
         return real(content, init, objective, plan, temporal=temporal, frame=frame, **kwargs)
 
-    monkeypatch.setattr(video, "stylise", spy)
+    monkeypatch.setattr(stylist, "stylise", spy)
     summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
     log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
     probes = {index: r["probe"] for index, r in log.items() if r.get("probe")}
@@ -388,14 +388,14 @@ def test_a_frame_that_misses_a_level_gone_stale_has_the_next_frame_probed_again(
     cfg = small(weights_file, iterations=30, frame_iterations=6, quality_slack=1.0, probe_every=0, reprobe_after=2,
                 probe_iterations=8, log_every=3, pooling="avg")
     targets = {}
-    real = video.stylise
+    real = stylist.stylise
 
     def spy(content, init, objective, plan, *, temporal=None, frame=0, **kwargs):
         if temporal:  # a later frame's own optimisation (probes and cold frames have no temporal target)
             targets[frame] = plan.quality_target
         return real(content, init, objective, plan, temporal=temporal, frame=frame, **kwargs)
 
-    monkeypatch.setattr(video, "stylise", spy)
+    monkeypatch.setattr(stylist, "stylise", spy)
     summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
     judged = dict(targets)
     assert summary.cuts == []   # one shot: the sweep is no scene cut
@@ -419,7 +419,7 @@ def test_a_frame_that_misses_a_level_gone_stale_has_the_next_frame_probed_again(
     never, _ = run_job(frames, style_image, tmp_path / "never", cfg.replace(reprobe_after=0))
     assert never.level_iterations == 8   # only the first frame's probe: every frame is judged by the stale level
     assert all(targets[index] == pytest.approx(judged[1]) for index in range(1, 6))
-    monkeypatch.setattr(video, "stylise", real)
+    monkeypatch.setattr(stylist, "stylise", real)
     resumed, _ = killed_then_resumed(monkeypatch, "_stylise", expected[1], frames, style_image, tmp_path / "resumed",
                                      cfg)
     assert resumed.resumed == expected[1] and resumed.level_iterations == 8 * (len(expected) - 1)
@@ -462,13 +462,13 @@ def test_temporal_history_never_crosses_a_scene_cut(tmp_path, weights_file, styl
     """Long-term targets (frames t-1 and t-2 with --long-term 1) stay inside the shot: the frame after a cut
     has one temporal target (the cut frame), the one after it two."""
     targets = {}
-    real = video.stylise
+    real = stylist.stylise
 
     def spy(content, init, objective, plan, *, temporal=None, frame=0, **kwargs):
         targets[frame] = len(temporal or [])
         return real(content, init, objective, plan, temporal=temporal, frame=frame, **kwargs)
 
-    monkeypatch.setattr(video, "stylise", spy)
+    monkeypatch.setattr(stylist, "stylise", spy)
     summary, _ = run_job(_three_shots(tmp_path), style_image, tmp_path / "out", small(weights_file, long_term=1))
     assert summary.cuts == [3, 6]
     assert targets == {0: 0, 1: 1, 2: 2, 3: 0, 4: 1, 5: 2, 6: 0, 7: 1}
