@@ -63,145 +63,52 @@ class Config:
     # frames=False: the weights are in a job's identity by content (their SHA-256), not by path.
     weights: str | None = _field(None, frames=False, doc="VGG19 state dict file; default: torchvision's ImageNet weights", flag=True, metavar="FILE")
     weights_format: str = _field("torchvision", doc="torchvision ([0,1] RGB, ImageNet mean/std) or caffe (BGR 0-255 minus mean)")
-    # Anti-aliased average pooling (Zhang 2019): average pooling, as Gatys et al. prefer, with a binomial
-    # low-pass before its stride-2 subsampling. A stylised frame's fit is bound to the pixel grid the
-    # poolings subsample on, so after any motion the warm start costs content and style, and the temporal
-    # loss keeps the optimiser from winning them back. Measured on random weights (a 1-px shift of the input
-    # changes relu4_2's features by 2.6% of their energy with max pooling, 0.7% with average, 0.1% blurred):
-    # with max pooling a shifted previous result scored 3x its content loss and style climbed to 2.2x cold
-    # frames' by frame 12 of `bench flicker`; with average pooling the later frames hold 1.06x of cold but
-    # must relax the temporal term far to get there (true temporal error 7.59); blurred, they hold 1.06x
-    # of the same objective's cold frames for 5.69, `bench`'s clip at 160 px 9.34 -> 6.68 and the drift
-    # clip's 5.62 -> 3.61 (eval's estimate) at equal quality and evaluations. The blur is fixed, adds no
-    # weights and keeps average pooling's sizes; `avg` gives the earlier look.
+    # A fixed low-pass before each subsampling (Zhang 2019): the fit no longer hangs on the pixel grid.
     pooling: str = _field("blur", doc="VGG19's pooling: max, avg, or blur (average pooling anti-aliased, Zhang 2019)",
                           flag=True)
-    # The paper names its layers conv4_2, conv1_1, ...: in Caffe's VGG19 the ReLU runs in place, so the blob
-    # called conv4_2 holds the rectified response, which torchvision exposes as relu4_2 (Gatys's own PyTorch
-    # code uses r42, r11..r51 as well). Pre-ReLU layers (conv*) can be chosen in YAML.
+    # The paper's conv4_2 etc. are Caffe blobs after the in-place ReLU: torchvision's relu4_2.
     content_layers: Mapping[str, float] = _field({"relu4_2": 1.0}, doc="content layers and their weights")
     style_layers: Mapping[str, float] = _field(
         {"relu1_1": 0.2, "relu2_1": 0.2, "relu3_1": 0.2, "relu4_1": 0.2, "relu5_1": 0.2},
         doc="style layers and their weights w_l (Gatys 2016: 1/5 each)",
     )
     loss_scale: str = _field("mean", doc="mean (per-element, size-independent) or paper (Gatys 2016 eq. 1 and 4 sums)")
-    # Loss weights in `mean` scaling, translated from neural-style's published values (content 5, style 100,
-    # TV 1e-3, on Caffe's 0-255 input). Our input is ImageNet-standardised [0,1] RGB, about 255*0.226 = 57.6
-    # times smaller; VGG features scale about linearly with the input, so content (squared features) scales
-    # with 57.6^2 and style (squared Gram entries) with 57.6^4. Keeping content at 5, the style weight becomes
-    # 100 * 57.6^2 = 3.3e5. neural-style's TV is a plain sum over pixels on the 0-255 scale; per element on
-    # [0,1] at its 512 px default that is 1e-3 * 255^2 * 512^2 / 57.6^2 = 5.1e3 against our content.
+    # neural-style's weights (content 5, style 100, TV 1e-3 on 0-255 input) translated to [0,1] standardised input.
     content_weight: float = _field(5.0, doc="the content weight, alpha", flag=True)
     style_weight: float = _field(3.3e5, doc="the style weight, beta", flag=True)
     tv_weight: float = _field(5.1e3, doc="total variation weight (squared differences, Mahendran & Vedaldi)", flag=True)
-    # artistic-videos' temporal weight is 1e3 on the 0-255 scale against content 5 with a per-element mean;
-    # on [0,1] pixels the squared difference is 255^2 smaller while our content is 57.6^2 smaller, so the
-    # same balance is 1e3 * 255^2 / 57.6^2 = 2e4. Confirmed by the benchmark in `nst-video bench flicker`.
+    # artistic-videos' 1e3 on the 0-255 scale, translated the same way.
     temporal_weight: float = _field(2e4, doc="gamma, the temporal consistency weight (Ruder 2016 eq. 7)", flag=True)
-    # A departure from Ruder's eq. 7, which holds every pixel to the warped previous result: the difference is
-    # split into a Gaussian low-pass part (what motion carries: structure, colour) and the rest (fine texture on
-    # the pixel grid). VGG19 is not shift-invariant, so texture fitted on one frame's grid costs content and
-    # style on the next; holding it pins that deficit and it accumulates frame after frame (issue: drift).
-    # Measured (`nst-video bench drift`, 40 frames, tutorial objective): later frames' content + style against
-    # cold optimisation of the same frames: detail 1 (Ruder) 1.75x, 0.25 1.54x, 0.1 1.38x, 0 1.15x; the true
-    # temporal error of `bench flicker` meanwhile 5.08 (detail 1) and 5.23 (detail 0): structure alone holds.
+    # Fine texture held to the previous frame's pixel grid pins a deficit that grows over a shot.
     temporal_detail: float = _field(0.0, doc="weight of the fine-detail (high-pass) part of the temporal loss relative to its low-pass part (1: Ruder's loss)")
-    # Measured (random weights, last round's carry rule): `bench flicker`'s temporal error at sigma 0.75, 1.0, 1.25,
-    # 1.5 and 2.0 px: 4.95, 4.87, 5.11, 5.33, 5.97, content + style 1.17-1.18x of cold at all but 2.0 (1.20x); the
-    # drift clip at 1.0 as good as at 1.5 (tutorial's objective content 1.14x against 1.15x). But on `bench`'s clip
-    # (160 px, caps 60 and 120) frame 1 missed the level by 0.2% at 1.0 and 1.25 where at 1.5 it reached it, and
-    # every later frame then ran to its cap held near full weight: 1.10x of the probed level rising to 1.40x,
-    # horizontal streaks along the pan and the revealed houses left unstylised (looked at). 1.5 kept.
+    # Narrower held every frame of bench's clip short of the level at 160 px; wider let more flicker through.
     temporal_sigma: float = _field(1.5, doc="px, the Gaussian that splits the temporal loss into structure and detail")
     # ---- optimisation ---------------------------------------------------------------------------
     optimizer: str = _field("lbfgs", doc="the optimiser: lbfgs or adam", flag=True)
     lr: float | None = _field(None, doc="step size; default 1 for L-BFGS, 0.02 for Adam", flag=True)
     iterations: int = _field(500, doc="iterations (objective evaluations) for the first frame, all scales included", flag=True)
-    # Measured (`nst-video bench flicker`): 40 iterations from the warped start already end below the style loss
-    # of cold frames given 120; the cap leaves room, the convergence stop ends most frames sooner.
+    # The warm start is near the answer: a cap, and most frames stop sooner at the cold level.
     frame_iterations: int = _field(60, doc="iteration cap for each later frame", flag=True)
-    # The stop is earned: a later frame stops at the first log point where its content + style terms are within
-    # quality_slack of the level the video reached cold (the first frame after each cut, and the sampled cold
-    # references); a frame that is worse keeps iterating, up to frame_extension times frame_iterations, and
-    # every relax_every iterations it is still worse its temporal weight is multiplied by temporal_relax. The
-    # next frame starts one step stronger than that frame ended (see carry_misses for a frame that missed).
-    # Measured (README, "Later frames as good as the first"; 100 frames, tutorial objective): holding every
-    # frame at full temporal weight left later frames 1.26x worse than cold and rising over the shot; relaxed
-    # to the (probed, see probe_every) level they stay near it, flat over the shot, with a sixth of the cold loop's
-    # evaluations. quality_slack sets the trade: at 1.10 later frames end 1.08x of cold (tutorial objective; 1.06x
-    # with the product's on random weights) with content at 1.15x; at 1.15, 1.12x (1.11x) with content at 1.17x,
-    # for 1% less temporal error in `bench flicker` and 10% fewer evaluations. 1.10 was chosen for quality.
+    # Later frames are judged against cold quality and may run longer to reach it, relaxing the temporal weight.
     frame_extension: float = _field(2.0, doc="a later frame still worse than the cold level (see quality_slack) at frame_iterations keeps going up to this many times frame_iterations (1: never)")
     quality_slack: float = _field(1.10, doc="a later frame stops as soon as its content + style are within this factor of the cold level (0: no level; the plain tolerance stop)")
-    # Judged on the sum alone, later frames trade content for style: with the tutorial's objective (`bench drift`,
-    # 100 frames) they end with content 1.15x of cold and style 0.99x. term_slack also holds each term to its own
-    # cold level. Measured at 1.15: tutorial's objective, content 1.12x, style 0.89x, content + style 1.02x
-    # (1.08x without; flat), 37.7 evaluations per later frame against 34.1, `eval`'s temporal error 7.16 against
-    # 7.08; product's objective on random weights, content 1.09x (1.12x), content + style 1.04x (1.07x), but
-    # 56.2 evaluations against 39.6 and temporal error 6.12 against 5.64; on `bench`'s clip 99.1 evaluations
-    # against 54.8 and true temporal error 9.86 against 9.20. Off by default: it buys content with stability and
-    # speed, and the sum already keeps content within 1.15x of cold with both objectives.
+    # Off: holding each term apart bought content with stability and speed.
     term_slack: float = _field(0.0, doc="a later frame's stop also needs its content and its style each within this factor of the cold level's (0: judged on their sum only)")
-    # Measured with blur pooling (random weights): at 0.5 (halved) `bench flicker` read a true temporal error
-    # of 5.69 at 1.06x of cold; at 0.7 a frame ends nearer the weakest weight that reaches the level and the
-    # next starts nearer the one it needs: 5.20 at 1.075x, flat, for 52.7 + 14.5 evaluations per later frame
-    # against 44.5 + 10.9. The drift clip keeps its quality (content 1.13x/1.15x, content + style 1.075x/1.08x,
-    # product/tutorial objective, flat) for 5.4x/6.0x fewer evaluations than the cold loop (5.7x/6.3x at 0.5);
-    # `bench`'s clip at 160 px 6.54 against 6.68, 54.3 + 10.4 evaluations against 48.3 + 8.7. Relaxing every
-    # 30 iterations instead held more (4.95) but cost the drift clip speed (4.4x). Stability comes first.
+    # Steps of 0.7 end nearer the weakest weight that reaches the level than halving: less flicker.
     temporal_relax: float = _field(0.7, doc="a later frame still worse than the cold level after relax_every iterations has its temporal weight multiplied by this (1: never relax)")
     relax_every: int = _field(20, doc="iterations between relaxations of the temporal weight of a frame worse than the cold level")
-    # A floor trades quality for stability where frames reach the level only by relaxing several steps: the next
-    # frame starts one step stronger than the last ended, so the weight ratchets down frame after frame. Measured
-    # (random weights): on `bench`'s 24-frame clip it fell below 1e-3 by the fifth frame and the true temporal
-    # error rose from 5.6 (the level estimated from the input's style term) to 9.7; a floor of 1/8 brought it to
-    # 5.9, but every later frame then ran to its cap, and on `bench drift` with the product's objective later
-    # frames ended 2.34x of cold (1.06x without). No floor by default: quality first.
+    # No floor: one held frames at their cap and cost quality (bench drift 2.34x of cold).
     temporal_floor: float = _field(0.0, doc="a later frame's temporal weight is never relaxed below this fraction of temporal_weight (0: no floor)")
-    # The ratchet had a second cause: frames short of the level after relax_every iterations are relaxed whatever
-    # holds them back, and frames that only needed 30 or 40 iterations carried the factor down to 3e-5 (drift
-    # clip, tutorial objective). Held at fixed factors (drift clip, 20 frames, 60 iterations each), frames were
-    # as good as with no temporal term once it weighed under about 0.5% of content + style: 0.46% at 1/512 with
-    # the tutorial's objective (content + style 0.954x of cold against 0.949x with no term), 0.71% at 1/4096
-    # with the product's (0.967x, 0.954x). So the next frame never starts below the factor at which the term
-    # would weigh relax_share of content + style (as the frame ended): the relaxing that went below it is not
-    # carried on. (Refusing the relaxation inside the frame instead cost `bench flicker` quality: 1.197x of cold
-    # against 1.167x, temporal error 5.42 against 5.38.) Over 40 frames of the drift clip it kept the carried
-    # factor above 8e-4 (3e-5 without); over `bench drift`'s 100 it changed no figure measurably. A guard.
+    # A guard: a term this weak no longer holds the frame, so relaxing further is not carried on.
     relax_share: float = _field(0.005, doc="the next later frame's temporal weight never starts below the weight at which the term would have weighed this fraction of the last frame's content + style (0: no such limit)")
-    # Where frames cannot reach the level within their cap, the next frame used to start where the last started
-    # (full weight, when the frames before had not relaxed it), so every frame was held at full weight for its
-    # first relax_every iterations and ended short again: quality drifted while the temporal error looked good.
-    # Measured (random weights): `bench flicker` (caps 40 and 80), content + style 1.17x of cold rising from
-    # 1.10x to 1.22x over 12 frames, temporal error 5.33, 80 + 7 evaluations per later frame; `bench`'s clip at
-    # 96 px (24 frames, caps 60 and 120) 1.12x rising to 1.53x of the probed level, horizontal streaks along the
-    # pan from frame 6 on (looked at), temporal error 7.07. Passing the relaxing on instead (the next frame
-    # starts one step stronger than the last ended, as after a frame that reached the level; relax_share still
-    # bounds it): `bench flicker` 1.06x, flat (1.08x, 1.07x), temporal error 7.59, 41 + 11 evaluations; `bench`'s
-    # clip at 96 px held at 1.10x to frame 20, temporal error 11.1; at 160 px 9.34 against 9.20, 1.09x flat; the
-    # drift clip (100 frames, where frames reach the level) unchanged but for 37.2 evaluations per later frame
-    # against 39.6 with the product's objective. Quality first: carried by default.
+    # Restarting a missed frame's successor at full weight let quality drift where no frame reaches the level.
     carry_misses: bool = _field(True, doc="a later frame that ends at its cap short of the cold level passes its relaxing on: the next starts one step stronger than it ended (false: where it started, which holds the weight but lets quality drift where frames cannot reach the level)")
-    # The cold level moves with the scene, and a later frame must be judged against what cold optimisation would
-    # reach on it, not on the shot's first frame. A short cold run predicts it: its content + style, against the
-    # same short run on the frame where the level was measured (the shot's first, or a cold reference), scales that
-    # level. Measured on the drift clip (100 frames, frames 0, 10, .. 90 each optimised cold for 240 iterations):
-    # the 40-iteration probe's ratio stayed within 3% of the full run's with both the tutorial's and the product's
-    # objective; 20 iterations within 5%; the style term of the raw input frame, used before, overshot it by up
-    # to 32% with the product's objective, and later frames judged by it drifted to 1.40x of cold. With probes
-    # (`bench drift`, 100 frames, 96x64) later frames end 1.06x of cold with the product's objective and 1.08x
-    # with the tutorial's, flat over the shot; probing every 5 frames instead of 10 bought nothing measurable
-    # there for twice the probes (4 evaluations per later frame at 10).
+    # The cold level moves with the scene; a 40-iteration probe predicts it within 3%.
     probe_every: int = _field(10, doc="frames between probes of the cold level: a short cold optimisation of the frame (probe_iterations, not used in the output) rescales the level later frames are judged against (0: only at the shot's first frame and the cold references)")
-    # A level that went stale between probes makes later frames miss it: on `bench`'s 24-frame clip the probe rose
-    # 10% every 10 frames (more of the moving disc in view); frames 7-9 and 13-19 ran to their cap short of a level
-    # the frames before them had reached, relaxing the temporal weight to 2.5e-6 trying (true temporal error 9.73,
-    # 78 iterations + 5 probing per later frame). So a frame that misses a level that a frame since its probe
-    # reached, at least reprobe_after frames after that probe, has the next frame probed. Where no frame reaches
-    # the level (`bench flicker`, 40-iteration caps), probing again changed nothing but the cost, so there it is not.
+    # A level gone stale between probes makes later frames miss it and relax for nothing.
     reprobe_after: int = _field(3, doc="a later frame that ends at its cap short of a cold level that a later frame reached since its probe, at least this many frames after that probe, has the next frame probed (0: only every probe_every frames)")
     probe_iterations: int = _field(40, doc="iterations of a probe of the cold level (see probe_every), at most `iterations`")
-    # Coarse to fine in steps of sqrt(2), as crowsonkb/style-transfer-pytorch does; measured in `nst-video bench`.
+    # Coarse to fine in steps of sqrt(2): the first frame reaches single-scale L-BFGS's loss about 4x sooner.
     scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped", flag=True, metavar="S1,S2,..")
     scale_iterations: tuple[int, ...] = _field((150, 100, 75, 75), doc="iterations at each coarse size (one per entry of `scales`); shrunk in proportion where they would take over 80% of the frame's budget", flag=True, metavar="N1,N2,..")
     frame_scales: bool = _field(False, doc="later video frames also run the coarse scales")
@@ -222,26 +129,14 @@ class Config:
     flow_scale: float = _field(2.0, doc="estimate flow on frames enlarged by this factor (capped at 2048 px)")
     photometric: float = _field(0.05, doc="also unreliable where the warped previous input differs by more than this (0-1; 0: off)")
     boundary_rule: bool = _field(False, doc="Ruder's motion-boundary test (off: on DIS flows it drops well-tracked pixels)")
-    # Ruder et al. start from the warp everywhere; starting unreliable pixels from the raw content frame instead
-    # restylises them from scratch each frame (measured earlier: 7.6 -> 6.0 true temporal error with the warp).
-    # Revealed pixels (an edge entering, a region uncovered) started from the warp repeat its border pixels as
-    # streaks that later frames carry on; inpainting extrapolates the same streaks at an edge. "matched" starts
-    # them from the frame's own content mapped into the video's palette (a test guards the streaks).
+    # Revealed pixels started from the warp repeat its border as streaks that later frames carry on.
     unreliable_init: str = _field("matched", doc="start of unreliable (disoccluded) pixels: warped (the warp everywhere, as in Ruder's paper), inpaint (the warped result filled in from reliable neighbours), matched (the content in the stylised palette), content, or noise")
-    # A sub-pixel warp averages neighbouring pixels along the motion, and a later frame starts from the previous
-    # result warped: frame after frame the texture smears into streaks along the motion (a grain warped 10 times
-    # by 0.7 px keeps a tenth of its detail across x bilinearly, 0.4 bicubically, all of it with nearest), and a
-    # frame that stops at the level does not win the detail back. On `bench drift` (100 frames, pan 0.7 px a frame,
-    # tutorial's objective) later frames kept 0.81 of cold frames' detail across x started bilinearly, 0.98 from
-    # the nearest pixel, at the same content + style (1.08x of cold). The nearest start is off by up to half a
-    # pixel; the temporal loss's target stays bilinear, exact in position, and its low-pass does not see the blur.
+    # A sub-pixel warp repeated frame after frame smears texture into streaks along the motion.
     start_warp: str = _field("nearest", doc="how the previous result is resampled to start a later frame: bilinear, bicubic or nearest (the temporal loss's target is always bilinear)")
     long_term: int = _field(0, doc="also keep consistency with frames t-2, t-4, ... t-2^K (Ruder 2016 long-term)", flag=True, metavar="K")
     passes: int = _field(1, doc="multi-pass: alternate forward and backward sweeps (Ruder 2016)", flag=True)
     pass_iterations: int = _field(50, doc="iterations per frame in each pass after the first")
-    # Measured on four real clips at 160 and 512 px: ordinary frames (fast action included) keep >= 0.25 of
-    # their pixels reliable and a histogram distance <= 0.15; true cuts (frames of different clips) <= 0.06 and
-    # >= 0.84. The thresholds sit between.
+    # Real clips: ordinary frames >= 0.25 reliable, histogram <= 0.15; cuts <= 0.06 and >= 0.84.
     cut_reliable: float = _field(0.15, doc="a frame whose reliable-pixel fraction is below this is a scene cut")
     cut_histogram: float = _field(0.5, doc="a frame whose colour histogram distance (Bhattacharyya) exceeds this is a scene cut")
     # ---- shots in parallel (see shots.py) -------------------------------------------------------
