@@ -241,7 +241,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {getattr(cfg, key)!r}")
     if not MIN_SIZE <= cfg.size <= MAX_SIZE:
         raise ConfigError(f"size must be between {MIN_SIZE} and {MAX_SIZE} px, not {cfg.size}")
-    for key in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tolerance"):
+    for key in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tolerance", "reference_every",
+                "min_scale", "max_shot_frames", "chunk_overlap", "threads", "reprobe_after"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must not be negative, not {getattr(cfg, key)}")
     for key in ("iterations", "frame_iterations", "tolerance_window", "passes", "log_every"):
@@ -249,10 +250,6 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key} must be at least 1, not {getattr(cfg, key)}")
     if cfg.long_term < 0 or cfg.long_term > 8:
         raise ConfigError(f"long_term must be between 0 and 8, not {cfg.long_term}")
-    if cfg.reference_every < 0 or cfg.min_scale < 0:
-        raise ConfigError("reference_every and min_scale must not be negative")
-    if cfg.max_shot_frames < 0 or cfg.chunk_overlap < 0 or cfg.threads < 0:
-        raise ConfigError("max_shot_frames, chunk_overlap and threads must not be negative")
     if cfg.max_shot_frames and cfg.chunk_overlap >= cfg.max_shot_frames:
         raise ConfigError(f"chunk_overlap ({cfg.chunk_overlap}) must be smaller than max_shot_frames ({cfg.max_shot_frames})")
     if cfg.frame_extension < 1:
@@ -261,8 +258,6 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("temporal_detail must not be negative and temporal_sigma must be positive")
     if not 0 < cfg.temporal_relax <= 1:
         raise ConfigError(f"temporal_relax must be in (0, 1], not {cfg.temporal_relax}")
-    if cfg.reprobe_after < 0:
-        raise ConfigError(f"reprobe_after must not be negative, not {cfg.reprobe_after}")
     if cfg.probe_every < 0 or cfg.probe_iterations < 1:
         raise ConfigError(f"probe_every must not be negative and probe_iterations must be at least 1, "
                           f"not {cfg.probe_every} and {cfg.probe_iterations}")
@@ -292,6 +287,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"photometric must be between 0 and 1, not {cfg.photometric}")
     if not 0 <= cfg.cut_reliable <= 1 or not 0 <= cfg.cut_histogram <= 1:
         raise ConfigError("cut_reliable and cut_histogram must be between 0 and 1")
+    _validate_model(cfg)
+
+
+def _validate_model(cfg: Config) -> None:
+    """The style blend, the layers and the coarse-to-fine schedule."""
     if cfg.style_blend is not None:
         if any(w < 0 for w in cfg.style_blend) or sum(cfg.style_blend) <= 0:
             raise ConfigError("style_blend weights must be non-negative and not all zero")
