@@ -185,3 +185,44 @@ def tmpfs():
     yield mount
     for folder in mounted:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+CUTS = [4, 8]
+
+
+ONE_THREAD = ["--threads", "1", "--iterations", "6", "--frame-iterations", "3"]  # CPU bits depend on the thread count
+
+
+def _three_shot_video(folder: Path) -> Path:
+    """12 frames, scene cuts at 4 and 8 (three different scenes panning), 24000/1001 fps, with a tone."""
+    frames = []
+    for seed in (0, 7, 13):
+        frames += moving_clip(frames=4, width=96, height=64, seed=seed).frames
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames):
+        media.write_image(folder / f"f{index:03d}.png", frame)
+    path = folder / "three-shots.mp4"
+    ffmpeg("-framerate", "24000/1001", "-i", str(folder / "f%03d.png"), "-f", "lavfi", "-i",
+           "sine=frequency=440:sample_rate=44100", "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-shortest", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def three_shots(tmp_path_factory) -> Path:
+    return _three_shot_video(tmp_path_factory.mktemp("three-shots"))
+
+
+@pytest.fixture(scope="session")
+def sequential(three_shots, tmp_path_factory, weights_file, style_image) -> list[np.ndarray]:
+    """The reference: one frame loop over the whole video, one thread."""
+    out = tmp_path_factory.mktemp("sequential") / "out"
+    result = run(command(three_shots, style_image, out, weights_file, *ONE_THREAD))
+    assert result.returncode == 0, result.stderr
+    return frames_of(out)
+
+
+def same_frames(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    assert len(a) == len(b) == 12
+    for index, (x, y) in enumerate(zip(a, b)):
+        assert np.array_equal(x, y), f"frame {index} differs (max {np.abs(x.astype(int) - y).max()})"
