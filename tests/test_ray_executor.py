@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 from .conftest import ONE_THREAD, command, frames_of, run, same_frames
 
 
