@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -69,10 +69,11 @@ class Plan:
 
     @classmethod
     def for_frame(cls, cfg: Config, size: tuple[int, int], *, first: bool, iterations: int | None = None,
-                  optimizer: str | None = None, step_size: float | None = None) -> "Plan":
+                  optimizer: str | None = None, step_size: float | None = None, **stop: Any) -> "Plan":
         """The multi-scale schedule of cfg for a frame of `size` (H, W). The first frame (or a cut) runs the
         coarse scales then the rest of `iterations` at full size; later frames, already warm, run
-        `frame_iterations` at full size only unless `frame_scales` is set."""
+        `frame_iterations` at full size only unless `frame_scales` is set. `stop`: a later frame's earned stop
+        and relaxation (quality_target .. relax_floor), which temporal.later_plan decides."""
         total = iterations if iterations is not None else (cfg.iterations if first else cfg.frame_iterations)
         coarse = cfg.coarse_sizes() if (first or cfg.frame_scales) else []
         if coarse and not first:  # later frames: the same shape of schedule within their smaller budget
@@ -86,7 +87,8 @@ class Plan:
         final = max(1, total - sum(n for _, n in coarse))
         scales = tuple((scaled_size(size, s), n) for s, n in coarse) + ((size, final),)
         return cls(scales, optimizer or cfg.optimizer, step_size if step_size is not None else cfg.step_size,
-                   cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=COLD_MARGIN if first else BOUND_EPS)
+                   cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=COLD_MARGIN if first else BOUND_EPS,
+                   **stop)
 
 
 @dataclass
@@ -166,8 +168,7 @@ def stylise(content: torch.Tensor, init: torch.Tensor, objective: Objective, pla
         objective.set_content(resize_image(content, size))
         objective.set_temporal([target.resized(size) for target in temporal or []])
         final = position == len(plan.scales) - 1
-        if final:
-            objective.temporal_scale = plan.temporal_scale
+        run.temporal_scale = plan.temporal_scale if final else 1.0
         scale = _Scale(run, image, size, start_margin=plan.start_margin if position == 0 else BOUND_EPS)
         run.converged = scale.optimise(cap, final=final)  # reported for the final scale
         image = scale.image()
@@ -189,6 +190,7 @@ class _Run:
         self.done = 0
         self.converged = False
         self.relaxed = 0
+        self.temporal_scale = 1.0   # the temporal weight's factor in this scale's evaluations (Plan.relax)
         self.adam_state: dict | None = None
         self.sizes: list[tuple[int, int]] = []
 
@@ -205,14 +207,13 @@ class _Run:
         # The frame's losses are those of what is saved (the clamped image; with L-BFGS's tanh bound it is the image
         # itself): one more evaluation, at the final scale with its targets.
         with torch.no_grad():
-            _, parts = self.objective(image)
+            _, parts = self.objective(image, self.temporal_scale)
         final = _with_total(_to_floats([parts])[0])
-        temporal_scale = self.objective.temporal_scale
         self.objective.set_temporal([])
         if self.sizes[-1] != full_size:
             image = resize_image(image, full_size).clamp(0, 1)
         return Result(image, self.done, final, self.history, self.converged, time.perf_counter() - self.started,
-                      self.sizes, temporal_scale, self.relaxed)
+                      self.sizes, self.temporal_scale, self.relaxed)
 
 
 class _Scale:
@@ -248,7 +249,7 @@ class _Scale:
         run = self.run
         if run.done >= self.limit:
             raise _Spent
-        total, parts = run.objective(self.image(self.x))
+        total, parts = run.objective(self.image(self.x), run.temporal_scale)
         total.backward()
         run.recorded.append({k: v.detach() for k, v in parts.items()})
         run.done += 1
@@ -267,7 +268,7 @@ class _Scale:
         """The losses of the image as it would be saved, clamped to [0, 1] (Adam's steps may leave it between
         clamps; L-BFGS's image is bounded): one forward pass, at log points."""
         with torch.no_grad():
-            _, parts = self.run.objective(self.image().clamp(0, 1))
+            _, parts = self.run.objective(self.image().clamp(0, 1), self.run.temporal_scale)
         return _to_floats([parts])[0]
 
     def step(self, chunk: int) -> None:
@@ -329,14 +330,14 @@ class _Scale:
     def _can_relax(self) -> bool:
         objective, plan = self.run.objective, self.run.plan
         return (plan.relax < 1 and bool(objective.temporal) and objective.temporal_weight > 0
-                and objective.temporal_scale * plan.relax >= plan.relax_floor * (1 - 1e-9))
+                and self.run.temporal_scale * plan.relax >= plan.relax_floor * (1 - 1e-9))
 
     def relax(self) -> None:
         """The frame is still worse than the level: its temporal term is what holds it there (held to the warped
         previous result, it cannot re-fit texture to this frame's grid), so the term's weight is multiplied by
         plan.relax and L-BFGS restarts from here (its history belongs to the old objective)."""
         run = self.run
-        run.objective.temporal_scale *= run.plan.relax
+        run.temporal_scale *= run.plan.relax
         run.relaxed += 1
         if self.bounded:
             self.best[0].fill_(math.inf)

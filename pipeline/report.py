@@ -98,7 +98,7 @@ _PLOTS: dict[tuple, list[str]] = {}   # a job's plots while its data has not cha
 
 def _plots(job: JobStatus, key: str, flicker: list[tuple[int, float]] | None) -> list[str]:
     frames = job.frames
-    cache_key = (key, job.work_dir, len(frames), len(job.references), frames[-1].get("time") if frames else None,
+    cache_key = (key, job.work_dir, len(frames), len(job.references), frames[-1].time if frames else None,
                  len(flicker or []))
     if cache_key not in _PLOTS:
         if len(_PLOTS) > 256:
@@ -111,7 +111,7 @@ def _draw_plots(job: JobStatus, key: str, flicker: list[tuple[int, float]] | Non
     frames = job.frames
     if not frames:
         return []
-    index = [r["index"] for r in frames]
+    index = [r.index for r in frames]
     cuts = job.cuts
     plots = []
 
@@ -121,26 +121,24 @@ def _draw_plots(job: JobStatus, key: str, flicker: list[tuple[int, float]] | Non
 
     def losses(axes: Any) -> None:
         for name, colour in (("content", "#2a6fdb"), ("style", "#b7791f"), ("temporal", "#2e8540")):
-            values = [r.get("losses", {}).get(name) for r in frames]
+            values = [r.losses.get(name) for r in frames]
             if any(v for v in values):
                 axes.plot(index, [v if v else np.nan for v in values], lw=1, label=name, color=colour)
         if job.references:
-            axes.plot([r["index"] for r in job.references],
-                      [r["losses"].get("content", 0) + r["losses"].get("style", 0) for r in job.references],
-                      "k^", ms=4, label="cold reference (content+style)")
+            axes.plot([r.index for r in job.references], [r.quality for r in job.references], "k^", ms=4, label="cold reference (content+style)")
         axes.set_yscale("log")
         axes.set_xlabel("frame")
         mark_cuts(axes)
         axes.legend(fontsize=6)
 
     plots.append(_svg(losses, "loss per frame", f"{key}-l"))
-    plots.append(_svg(lambda a: (a.plot(index, [r.get("iterations", 0) for r in frames], lw=1), mark_cuts(a),
+    plots.append(_svg(lambda a: (a.plot(index, [r.iterations for r in frames], lw=1), mark_cuts(a),
                                  a.set_xlabel("frame")), "iterations per frame", f"{key}-i"))
-    plots.append(_svg(lambda a: (a.plot(index, [r.get("seconds", 0) for r in frames], lw=1), mark_cuts(a),
+    plots.append(_svg(lambda a: (a.plot(index, [r.seconds for r in frames], lw=1), mark_cuts(a),
                                  a.set_xlabel("frame")), "seconds per frame", f"{key}-s"))
-    if any(r.get("reliable") is not None for r in frames):
-        plots.append(_svg(lambda a: (a.plot(index, [r.get("reliable") if r.get("reliable") is not None else np.nan
-                                                    for r in frames], lw=1), mark_cuts(a), a.set_ylim(0, 1.02),
+    if any(r.reliable is not None for r in frames):
+        plots.append(_svg(lambda a: (a.plot(index, [r.reliable if r.reliable is not None else np.nan for r in frames],
+                                            lw=1), mark_cuts(a), a.set_ylim(0, 1.02),
                                      a.set_xlabel("frame")),
                           "reliable pixels (flow), scene cuts dashed", f"{key}-r"))
     if flicker:
@@ -155,14 +153,14 @@ def suspicious(job: JobStatus) -> list[str]:
     out = []
     history: list[float] = []
     for record in job.frames:
-        contrast = record.get("contrast")
+        contrast = record.contrast
         if contrast is not None and contrast < CONTRAST_FLOOR:
-            out.append(f"frame {record['index']}: contrast {contrast:.2f} of its input's (a flat or washed-out result)")
-        content = record.get("losses", {}).get("content")
-        if record.get("cut"):
+            out.append(f"frame {record.index}: contrast {contrast:.2f} of its input's (a flat or washed-out result)")
+        content = record.losses.get("content")
+        if record.cut:
             history = []
         if content and len(history) >= 3 and content > CONTENT_JUMP * median(history[-10:]):
-            out.append(f"frame {record['index']}: content loss jumped to {content / median(history[-10:]):.1f}x "
+            out.append(f"frame {record.index}: content loss jumped to {content / median(history[-10:]):.1f}x "
                        "its predecessors'")
         if content:
             history.append(content)

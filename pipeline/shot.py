@@ -3,7 +3,6 @@ later frame warm from the one before, with the temporal policy carried from fram
 probed, the sweep passes, and what the run shares (RunContext): the context, its log and its summary."""
 from __future__ import annotations
 
-import dataclasses
 import signal
 import time
 from collections import deque
@@ -24,8 +23,9 @@ from .job import Job, Summary
 from .losses import TemporalTarget
 from .optimise import Plan, Result, quality
 from .stylist import Stylist
+from .temporal import Level, Weight, later_plan, pass_on
 from .tensors import to_tensor
-from .workdir import WorkDir
+from .workdir import FrameRecord, WorkDir
 
 
 MULTIPASS_BLEND = 0.5  # delta of Ruder et al.'s multi-pass initialisation
@@ -49,7 +49,7 @@ class RunContext:
     stop: StopFlag | None = None
     first_frame: np.ndarray | None = None  # frame 0's input (decoded even when it was finished)
     _stylist: Stylist | None = None
-    _earlier_log: list[dict[str, Any]] | None = None
+    _earlier_log: list[FrameRecord] | None = None
 
     def stylist(self, frame: np.ndarray) -> Stylist:
         """The one Stylist of the run. --original-colors matches the styles to frame 0's luminance, also when a
@@ -60,7 +60,7 @@ class RunContext:
                                     emit=self.emit)
         return self._stylist
 
-    def earlier_log(self) -> list[dict[str, Any]]:
+    def earlier_log(self) -> list[FrameRecord]:
         """The work directory's log as this run found it (read once: every resumed shot looks into it)."""
         if self._earlier_log is None:
             self._earlier_log = self.work.read_log() if self.work is not None else []
@@ -82,10 +82,9 @@ class RunContext:
                contrast: float | None = None) -> None:
         if burn_in:  # a chunk's burn-in frame: logged as such, not one of the run's frames (the previous chunk's is)
             if self.work is not None:
-                self.work.log({"index": index, "pass": 1, "burn_in": True, "iterations": result.iterations,
-                               "losses": result.losses, "seconds": round(seconds, 4), "probe": probe,
-                               "temporal_scale": result.temporal_scale, "relaxed": result.relaxed,
-                               "converged": result.converged})
+                self.work.log(FrameRecord(index, 1, result.iterations, result.losses, round(seconds, 4),
+                                          converged=result.converged, probe=probe, burn_in=True,
+                                          temporal_scale=result.temporal_scale, relaxed=result.relaxed))
             return
         s = self.summary
         s.stylised += 1
@@ -107,11 +106,9 @@ class RunContext:
         if cut and index > 0 and pass_number == 1:
             s.cuts.append(index)
         if self.work is not None:
-            self.work.log({"index": index, "pass": pass_number, "iterations": result.iterations,
-                           "losses": result.losses, "seconds": round(seconds, 4), "cut": cut,
-                           "converged": result.converged, "reliable": reliable, "probe": probe,
-                           "contrast": contrast, "temporal_scale": result.temporal_scale,
-                           "relaxed": result.relaxed, "time": round(time.time(), 3)})
+            self.work.log(FrameRecord(index, pass_number, result.iterations, result.losses, round(seconds, 4), cut,
+                                      result.converged, reliable, probe, contrast, result.temporal_scale,
+                                      result.relaxed))
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
                             pass_number=pass_number, reliable=reliable, temporal_scale=result.temporal_scale))
 
@@ -132,20 +129,7 @@ class Shot:
         self.cut_start = start > 0 and cut is not False   # its first frame is a scene cut (not frame 0, not a chunk's)
         keep = max(long_term_offsets(ctx.cfg.long_term)) if ctx.cfg.flow else 1
         self.history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
-        # The level the shot reached cold, per unit of probe: the content and style terms of the latest cold
-        # optimisation (its first frame, a reference) over content + style of a short cold run on the same frame
-        # (_probe); `level` is their sum. A later frame is judged against it times the latest probe (one every
-        # probe_every frames): what cold optimisation would reach on the scene as it is now (see
-        # Config.probe_every for the measurements), and with Config.term_slack against each term apart.
-        self.terms: tuple[float, float] | None = None
-        self.probe: float | None = None
-        self.probed_at: int | None = None     # the frame of the latest probe
-        self.reached = False                  # a later frame reached the level since it was last measured
-        self.reprobe = False                  # the next frame is probed: the last missed a stale level (_note_miss)
-        # Where the next later frame's temporal weight starts (optimise.Plan.relax; see _carry), so the weight
-        # follows what the frames need and does not run away (measured: carrying the factor as it was ratcheted it
-        # down to 1e-8; carrying the relaxing of frames that never reached the level, to 1e-10).
-        self.temporal_scale = 1.0
+        self.level, self.weight = Level(ctx.cfg), Weight(ctx.cfg)   # the temporal policy (temporal.py)
         self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
         if ctx.work is not None and self.saved(start) is not None:  # an earlier run began this shot
             self._restore(ctx.work)
@@ -161,35 +145,38 @@ class Shot:
     def load(self, index: int) -> np.ndarray | None:
         return self.ctx.work.load_frame(index, self.ctx.size, folder=self.folder(index))
 
-    def owns(self, record: dict[str, Any], last: int | None) -> bool:
-        """A log record of this shot's pass-1 frames (burn-in frames are logged as such: the frames of the
-        previous chunk at the same indices are not this shot's)."""
-        index = record["index"]
-        return (self.start <= index < (last if last is not None else 1 << 62)
-                and bool(record.get("burn_in")) == (index < self.keep_from))
+    def owns(self, record: FrameRecord, last: int | None) -> bool:
+        """A log record of this shot's frames (burn-in frames are logged as such: the frames of the previous chunk
+        at the same indices are not this shot's); `last`: where the shot ends (None: not known)."""
+        return (self.start <= record.index < (last if last is not None else 1 << 62)
+                and record.burn_in == (record.index < self.keep_from))
+
+    def redo_from(self, index: int) -> None:
+        """The one resume rule: `index` is the first frame of the shot this run stylises, so the log's records of it
+        and of the shot's frames after it (every pass) go, and the log reads as an uninterrupted run's."""
+        self.ctx.work.drop_records(lambda record: self.owns(record, self.last) and record.index >= index)
 
     def _restore(self, work: WorkDir) -> None:
         """On a resume: the level the stopped run had reached in this shot (its last cold frame or reference,
         from the log), so the resumed frames stop exactly where an uninterrupted run's would."""
         last = self.last
         if last is None:
-            later = [r["index"] for r in self.ctx.earlier_log() if r.get("cut") and r["index"] > self.start]
-            last = min(later, default=None)
+            last = min((r.index for r in self.ctx.earlier_log() if r.cut and r.index > self.start), default=None)
         carried = self.start
         for record in self.ctx.earlier_log():
-            if record.get("pass", 1) != 1 or not self.owns(record, last) or self.saved(record["index"]) is None:
+            if record.pass_number != 1 or not self.owns(record, last) or self.saved(record.index) is None:
                 continue
-            if record.get("probe"):  # (taken before its frame ran: no later frame has reached the level since)
-                self.probe, self.probed_at, self.reached = record["probe"], record["index"], False
-                if record.get("reference") or record.get("cut") or record["index"] == self.start:
-                    self._set_level(record["losses"], self.probe)
-            if not record.get("reference") and record["index"] >= carried:  # the latest saved frame's weight
-                carried = record["index"]
-                self._pass_on(record["index"], record.get("temporal_scale", 1.0), record.get("relaxed", 0),
-                              bool(record.get("converged")), record.get("losses", {}))
-            if record.get("reference"):
-                self.reached = self.reprobe = False  # the level was measured again on this frame
-                self.ctx.summary.references[record["index"]] = record["losses"]
+            if record.probe:  # (taken before its frame ran: no later frame has reached the level since)
+                self.level.probed(record.index, record.probe)
+                if record.reference or record.cut or record.index == self.start:
+                    self.level.measure(record.losses, self.level.probe)
+            if not record.reference and record.index >= carried:  # the latest saved frame's weight
+                carried = record.index
+                pass_on(self.level, self.weight, record.index, self.start, record.temporal_scale, record.relaxed,
+                        record.converged, record.losses)
+            if record.reference:
+                self.level.remeasured()
+                self.ctx.summary.references[record.index] = record.losses
         self.sweeping = work.pass_state(self.keep_from)[0] > 1
 
     def add(self, index: int, frame: np.ndarray, motions: list[Motion], finished: np.ndarray | None,
@@ -224,19 +211,16 @@ class Shot:
         else:
             previous = {j: self.history[-j] for j in range(1, len(self.history) + 1)}
             init, temporal = stylist.warm_start(index, frame, previous, motions)
-        plan = Plan.for_frame(cfg, tuple(content.shape[-2:]), first=cold)
         # the cold level is probed on the shot's first frame and every probe_every frames after it (a single image,
         # or every frame cold, leaves no later frame to judge)
         probed = (cfg.quality_slack and cfg.warm_start and ctx.source.frames != 1
-                  and (cold or self.reprobe or (cfg.probe_every and (index - self.start) % cfg.probe_every == 0)))
+                  and self.level.due(index, self.start, cold))
         probe = self._probe(index, frame, content) if probed else None
-        if not cold and self.level is not None and self.probe:  # the early stop must be earned
-            terms = tuple(t * self.probe * cfg.term_slack for t in self.terms) if cfg.term_slack else None
-            plan = dataclasses.replace(plan, quality_target=self.level * self.probe * cfg.quality_slack,
-                                       term_targets=terms,
-                                       extend_to=round(cfg.frame_iterations * cfg.frame_extension),
-                                       temporal_scale=self.temporal_scale, relax=cfg.temporal_relax,
-                                       relax_every=cfg.relax_every, relax_floor=cfg.temporal_floor)
+        hw = tuple(content.shape[-2:])
+        if not cold and self.level.value is not None and self.level.probe:  # the early stop must be earned
+            plan = later_plan(cfg, hw, self.level, self.weight)
+        else:
+            plan = Plan.for_frame(cfg, hw, first=cold)
         job = ctx.job
         snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,
@@ -246,9 +230,10 @@ class Shot:
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
         ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, probe, burn_in=burn_in,
                    contrast=contrast)
-        self._pass_on(index, result.temporal_scale, result.relaxed, result.converged, result.losses)
+        pass_on(self.level, self.weight, index, self.start, result.temporal_scale, result.relaxed, result.converged,
+                result.losses)
         if cold and probe:
-            self._set_level(result.losses, probe)
+            self.level.measure(result.losses, probe)
         elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
             self._reference(index, frame, content, probe)
         return finished
@@ -263,48 +248,8 @@ class Shot:
                     log_every=ctx.cfg.log_every)
         _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
         ctx.summary.level_iterations += result.iterations
-        self.probe, self.probed_at, self.reached = quality(result.losses) or None, index, False
-        return self.probe
-
-    @property
-    def level(self) -> float | None:
-        """The shot's cold level per unit of probe: content + style (None before it is measured)."""
-        return None if self.terms is None else self.terms[0] + self.terms[1]
-
-    def _set_level(self, losses: dict[str, float], probe: float) -> None:
-        """The level of a cold optimisation with these `losses`, per unit of its frame's `probe`."""
-        self.terms = (losses.get("content", 0.0) / probe, losses.get("style", 0.0) / probe)
-
-    def _note_miss(self, index: int, reached: bool) -> None:
-        """Whether the frame after `index` is probed again: `index` was a later frame that ended at its cap short
-        of the level (not `reached`) where a frame since the latest probe had reached it, and that probe is at least
-        reprobe_after frames old: the scene has moved away from the level (measured: see Config.reprobe_after).
-        Where no later frame reached the level since it was measured, a miss says nothing of its age."""
-        if index == self.start or self.level is None or self.probed_at is None:
-            return
-        after = self.ctx.cfg.reprobe_after
-        self.reprobe = bool(after and not reached and self.reached and index - self.probed_at >= after)
-        self.reached = self.reached or reached
-
-    def _pass_on(self, index: int, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
-        """What frame `index` leaves the next one, live and when a resume replays the log: its starting factor
-        (_carry) and whether it is probed again (_note_miss)."""
-        self._carry(scale, relaxed, reached, losses)
-        self._note_miss(index, reached)
-
-    def _carry(self, scale: float, relaxed: int, reached: bool, losses: dict[str, float]) -> None:
-        """The next frame's starting factor: one step stronger than this frame ended, whether relaxing bought it
-        the level or it ended at its cap short of it (Config.carry_misses; off, a frame that missed passes on the
-        factor it started with, which holds the weight where frames cannot reach the level and lets their quality
-        drift: measured there). And never below the factor at which the term (`losses`: the frame's, its temporal
-        part at `scale`) would weigh relax_share of content + style: under that it no longer held the frame, so
-        relaxing it was not what the frame needed, and carrying it on only weakens the next frame's hold."""
-        cfg = self.ctx.cfg
-        carried = scale / cfg.temporal_relax ** (1 if reached or cfg.carry_misses else relaxed)
-        share = losses.get("temporal", 0.0) / max(quality(losses), 1e-30)
-        if 0 < share < cfg.relax_share:
-            carried = max(carried, scale * cfg.relax_share / share)
-        self.temporal_scale = min(1.0, carried)
+        self.level.probed(index, quality(result.losses) or None)
+        return self.level.probe
 
     def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor, probe: float | None) -> None:
         """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot
@@ -320,13 +265,13 @@ class Shot:
         if ctx.cfg.quality_slack:
             probe = probe or self._probe(index, frame, content)
             if probe:
-                self._set_level(result.losses, probe)
-            self.reached = self.reprobe = False  # the level was just measured on this frame
+                self.level.measure(result.losses, probe)
+            self.level.remeasured()
         seconds = time.perf_counter() - started
         ctx.summary.references[index] = result.losses
         if ctx.work is not None:
-            ctx.work.log({"index": index, "pass": 1, "reference": True, "iterations": result.iterations,
-                          "losses": result.losses, "seconds": round(seconds, 4), "probe": probe})
+            ctx.work.log(FrameRecord(index, 1, result.iterations, result.losses, round(seconds, 4), probe=probe,
+                                     reference=True))
         ctx.emit(Reference(index, result.losses, result.iterations, seconds))
 
     def finish(self) -> None:

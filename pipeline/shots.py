@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +29,7 @@ from .config import Config
 from .errors import NSTError
 from .events import Notice
 from .files import write_json
-from .flow import MotionAnalyser
+from .flow import Motion, MotionAnalyser
 from .media import FRAME_NAME
 from .probe import MediaInfo
 from .workdir import WorkDir, identity_hash
@@ -50,6 +51,17 @@ class Span:
     @property
     def burn_in(self) -> int:
         return self.keep_from - self.start
+
+
+def starts_shot(index: int, motions: list[Motion], known: set[int] | None = None) -> bool:
+    """The one cut test, of the sequential loop and of the pre-pass alike: frame `index` starts a shot when it is
+    frame 0 or the flow from the frame before finds a scene cut (MotionAnalyser at the run's settings, offset 1).
+    Where that flow was not computed (a frame an earlier run finished), the cuts that run found (`known`) say."""
+    if index == 0:
+        return True
+    if known is not None:
+        return index in known
+    return bool(motions) and motions[0].cut
 
 
 class CutScan:
@@ -90,16 +102,14 @@ class CutScan:
             bounds = [0, *self.cuts, self.frames]
             yield from zip(bounds, bounds[1:])
             return
-        import time
-
         started = time.perf_counter()
         reader = media.FrameReader(self.source, self.size, self.fps)
         analyser = MotionAnalyser(self.cfg.replace(long_term=0))  # offset 1 only: the loop's cut test
         start = 0
         try:
             for index, frame in enumerate(reader):
-                motions = analyser(frame)
-                if motions and motions[0].cut:
+                motions = analyser(frame)  # every frame: the next one's flow starts from it
+                if index > 0 and starts_shot(index, motions):
                     self.cuts.append(index)
                     self.seconds += time.perf_counter() - started
                     yield start, index

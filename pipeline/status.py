@@ -20,7 +20,7 @@ from . import probe
 from .errors import ConfigError, NSTError
 from .files import read_record
 from .jobfile import job_work_dir, load_jobs, read_results
-from .workdir import FORMAT, default_work_dir, previews, read_json_lines
+from .workdir import FORMAT, FrameRecord, default_work_dir, previews, read_json_lines, read_log
 
 RECENT = 10  # frames over which the recent speed is measured
 
@@ -44,8 +44,8 @@ class JobStatus:
     updated: float | None = None    # time of the latest record
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    frames: list[dict[str, Any]] = field(default_factory=list)       # pass-1 frame records, by index
-    references: list[dict[str, Any]] = field(default_factory=list)   # cold references (--reference-every)
+    frames: list[FrameRecord] = field(default_factory=list)       # pass-1 frame records, by index
+    references: list[FrameRecord] = field(default_factory=list)   # cold references (--reference-every)
     preview: str | None = None      # path of the latest input/result JPEG
 
     def to_dict(self, *, detail: bool = False) -> dict[str, Any]:
@@ -71,12 +71,12 @@ def _locked(work: Path) -> bool:
     return False
 
 
-def _speed(frames: list[dict[str, Any]]) -> float | None:
+def _speed(frames: list[FrameRecord]) -> float | None:
     """Seconds per finished frame over the latest RECENT frames, by the wall clock."""
-    times = sorted(r["time"] for r in frames if r.get("time"))[-RECENT:]
+    times = sorted(r.time for r in frames if r.time)[-RECENT:]
     if len(times) >= 2 and times[-1] > times[0]:
         return (times[-1] - times[0]) / (len(times) - 1)
-    recent = [r["seconds"] for r in frames[-RECENT:] if r.get("seconds")]
+    recent = [r.seconds for r in frames[-RECENT:] if r.seconds]
     return sum(recent) / len(recent) if recent else None
 
 
@@ -84,7 +84,7 @@ def read_work_dir(work: Path, name: str | None = None, output: Path | None = Non
     """The status of the job whose work directory is `work`."""
     job = _job_file(work)
     notes, damaged_notes = read_json_lines(work / "run.jsonl")
-    log, damaged_log = read_json_lines(work / "log.jsonl")
+    log, damaged_log = read_log(work / "log.jsonl")
     started = next((n for n in reversed(notes) if n.get("event") == "started"), {})
     status = JobStatus(name or Path(started.get("input", job.get("identity", {}).get("input", {}).get("path", work))).name,
                        str(work), started.get("output") or (str(output) if output else None),
@@ -94,14 +94,14 @@ def read_work_dir(work: Path, name: str | None = None, output: Path | None = Non
     status.total = status.total or cuts
     frames = {}
     for record in log:
-        if "index" not in record or record.get("burn_in") or record.get("pass", 1) != 1:
+        if record.burn_in or record.pass_number != 1:
             continue
-        if record.get("reference"):
+        if record.reference:
             status.references.append(record)
         else:
-            frames[record["index"]] = record
+            frames[record.index] = record
     status.frames = [frames[i] for i in sorted(frames)]
-    status.cuts = [r["index"] for r in status.frames if r.get("cut")]
+    status.cuts = [r.index for r in status.frames if r.cut]
     frame_dir = work / "frames"
     status.done = sum(1 for _ in frame_dir.glob("*.png")) if frame_dir.is_dir() else 0
     if status.frames:
@@ -109,7 +109,7 @@ def read_work_dir(work: Path, name: str | None = None, output: Path | None = Non
     status.warnings = [n["message"] for n in notes if n.get("event") == "warning"]
     if damaged_notes or damaged_log:
         status.warnings.append("a log ends in a damaged line (a run killed while writing it): the rest was read")
-    times = [n["time"] for n in notes if n.get("time")] + [r["time"] for r in log if r.get("time")]
+    times = [n["time"] for n in notes if n.get("time")] + [r.time for r in log if r.time]
     status.updated = max(times) if times else None
     ending = next((n for n in reversed(notes) if n.get("event") in ("started", "finished", "failed", "stopped")), {})
     if _locked(work):

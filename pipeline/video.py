@@ -99,7 +99,7 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
                 if redo is None:  # the first frame stylised now: the log's records of it and all after it go
                     redo = index
                     note_damaged(ctx, ctx.work.saved_path(index, shot.folder(index)), index)
-                    ctx.work.drop_records(lambda record: shot.owns(record, span.end) and record["index"] >= index)
+                    shot.redo_from(index)
             elif index >= span.keep_from:
                 ctx.summary.resumed += 1
                 ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
@@ -321,7 +321,7 @@ def _run_spans(executor: Any, job: Job, cfg: Config, spans: Iterator[Any], emit:
 
 def _logged_cuts(ctx: RunContext) -> set[int]:
     """Frames an earlier run of the job found to be scene cuts (the shots of its finished frames)."""
-    return {r["index"] for r in ctx.earlier_log() if r.get("pass", 1) == 1 and r.get("cut")}
+    return {r.index for r in ctx.earlier_log() if r.pass_number == 1 and r.cut}
 
 
 def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
@@ -349,7 +349,7 @@ def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
             fallback = MotionAnalyser(cfg)
             fallback.history.extend(inputs)
             motions = fallback(frame)
-        if index == 0 or (index in cuts if finished is not None else bool(motions) and motions[0].cut):
+        if shots.starts_shot(index, motions, cuts if finished is not None else None):
             if shot is not None and cfg.passes > 1:
                 writer.flush()  # the sweeps read the shot's saved frames and inputs
                 shot.finish()
@@ -359,8 +359,8 @@ def _frames(ctx: RunContext, analysed: Iterator, writer, sink, resume_from: int,
             ctx.emit(FrameDone(index, ctx.source.frames, 0, {}, 0.0, resumed=True))
         else:
             ctx.check_stop(index)
-            if work is not None and not trimmed:  # the first frame this run stylises: later records go
-                work.trim_log(index)
+            if work is not None and not trimmed:  # the first frame this run stylises: its records and later go
+                shot.redo_from(index)
                 trimmed = True
         result = shot.add(index, frame, motions, finished, writer.submit)
         if sink is not None:

@@ -4,7 +4,7 @@
     frames/      each finished stylised frame, lossless PNG (also the warm-start state of the next frame)
     inputs/      decoded input frames at the working size (multi-pass only: later passes sweep backwards)
     passes.json  progress of passes after the first (multi-pass only)
-    log.jsonl    one JSON line per finished frame: index, pass, iterations, losses, seconds
+    log.jsonl    one JSON line per optimised frame (FrameRecord): index, pass, iterations, losses, seconds, ..
     cuts.json    the scene cuts found by the motion pre-pass of a run in shots (see shots.py)
     chunks/N/    burn-in frames of the chunk of a long shot whose kept frames start at N (--max-shot-frames)
     run.jsonl    one JSON line per run-level event: started (settings, paths, device), warning, finished,
@@ -27,6 +27,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -100,6 +101,58 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         changed.append(f"{name} {_change(old.get(key), new.get(key))}" if key in ("size", "fps")
                        else name)
     return changed
+
+
+@dataclass
+class FrameRecord:
+    """One line of log.jsonl, the one schema of a frame's log: written by the run (shot.py), replayed by a resume,
+    read by `status` and the report page. A frame of pass 1 or of a sweep pass, a chunk's burn-in frame (not one
+    of the run's frames: the previous chunk's frame at that index is), or a cold reference beside a frame."""
+
+    index: int
+    pass_number: int = 1                 # "pass" in the file
+    iterations: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    cut: bool = False                    # the first frame of a shot after a scene cut
+    converged: bool = False              # it stopped early (a later frame: at the level)
+    reliable: float | None = None        # the share of its pixels the flow was trusted on
+    probe: float | None = None           # the cold probe taken on it (temporal.Level)
+    contrast: float | None = None        # its contrast against its input's
+    temporal_scale: float = 1.0          # the factor its temporal weight ended at
+    relaxed: int = 0                     # how many times that weight was relaxed
+    time: float | None = None            # when it was logged
+    burn_in: bool = False
+    reference: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pass"] = data.pop("pass_number")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FrameRecord | None:
+        """A record from a log line (None where the line is not one: a foreign or older line without an index)."""
+        if not isinstance(data, dict) or not isinstance(data.get("index"), int):
+            return None
+        known = {k: v for k, v in data.items() if k in FIELDS and v is not None}
+        if "pass" in data:
+            known["pass_number"] = data["pass"]
+        return cls(**known)
+
+    @property
+    def quality(self) -> float:
+        """Content + style."""
+        return self.losses.get("content", 0.0) + self.losses.get("style", 0.0)
+
+
+FIELDS = {f for f in FrameRecord.__dataclass_fields__ if f != "pass_number"}
+
+
+def read_log(path: Path) -> tuple[list[FrameRecord], bool]:
+    """The frame records of a log.jsonl, and whether a damaged line was skipped (a run killed mid-write)."""
+    lines, damaged = read_json_lines(path)
+    return [r for r in map(FrameRecord.from_json, lines) if r is not None], damaged
 
 
 class WorkDir:
@@ -311,14 +364,16 @@ class WorkDir:
         with self.shared():
             write_json(self.path / "passes.json", {**self._passes(), str(shot): [pass_number, done]}, durable=True)
 
-    def log(self, record: dict[str, Any]) -> None:
+    def log(self, record: FrameRecord) -> None:
+        if record.time is None:
+            record.time = round(time.time(), 3)
         with self.shared(), open(self.path / "log.jsonl", "a") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
-    def read_log(self) -> list[dict[str, Any]]:
-        return read_json_lines(self.path / "log.jsonl")[0]
+    def read_log(self) -> list[FrameRecord]:
+        return read_log(self.path / "log.jsonl")[0]
 
     def note(self, event: str, **data: Any) -> None:
         """A run-level event (started, warning, finished, failed, stopped) for `nst-video status`."""
@@ -339,16 +394,12 @@ class WorkDir:
             for old in previews(self.path)[:-2]:  # the one before stays: a reader may have just picked it
                 old.unlink(missing_ok=True)
 
-    def trim_log(self, keep: int) -> None:
-        """Drop the log lines of frames that will be redone (index >= keep, in any pass: the shots before
-        `keep` are complete, their sweeps included)."""
-        self.drop_records(lambda record: record["index"] >= keep)
-
-    def drop_records(self, redone: Callable[[dict[str, Any]], bool]) -> None:
-        """Drop the log lines of frames that will be redone (those `redone` picks)."""
+    def drop_records(self, redone: Callable[[FrameRecord], bool]) -> None:
+        """The one resume rule of the log: the records of frames that will be redone (those `redone` picks) go, so
+        a resumed run's log reads as an uninterrupted run's."""
         with self.shared():
             records = [r for r in self.read_log() if not redone(r)]
-            write_file(self.path / "log.jsonl", "".join(json.dumps(record, sort_keys=True) + "\n"
+            write_file(self.path / "log.jsonl", "".join(json.dumps(record.to_json(), sort_keys=True) + "\n"
                                                         for record in records).encode(), durable=True)
 
 

@@ -92,8 +92,8 @@ def test_long_shots_in_chunks_are_the_same_on_one_device_and_on_two(tmp_path, we
     assert len(a) == len(b) == 14 and all(np.array_equal(x, y) for x, y in zip(a, b))
     work = WorkDir(tmp_path / "work")
     assert sorted(p.name for p in (work.path / "chunks").iterdir()) == ["000005", "000010"]
-    burn_in = [r for r in work.read_log() if r.get("burn_in")]
-    assert sorted(r["index"] for r in burn_in) == [3, 4, 8, 9]
+    burn_in = [r for r in work.read_log() if r.burn_in]
+    assert sorted(r.index for r in burn_in) == [3, 4, 8, 9]
     for seam in (5, 10):  # a crossfaded frame lies between the earlier chunk's frame and the burn-in frame
         earlier = work.load_frame(seam - 1, folder=work.chunk_folder(seam))
         assert earlier is not None and not np.array_equal(earlier, a[seam - 1])

@@ -307,12 +307,12 @@ def test_a_temporal_term_that_weighs_nothing_is_not_carried_on_weaker(tmp_path, 
     def starts(relax_share: float) -> tuple[list[float], dict]:
         summary, _ = run_job(frames, style_image, tmp_path / f"out{int(relax_share * 1000)}",
                              small(weights_file, relax_share=relax_share, **base), keep_work=True)
-        log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
-        return [log[i]["temporal_scale"] / base["temporal_relax"] ** log[i]["relaxed"] for i in range(1, 6)], log
+        log = {r.index: r for r in video.WorkDir(summary.work_dir).read_log()}
+        return [log[i].temporal_scale / base["temporal_relax"] ** log[i].relaxed for i in range(1, 6)], log
 
     kept, log = starts(0.005)
-    assert sum(log[i]["relaxed"] for i in range(1, 6)) >= 3  # later frames were relaxed ...
-    assert all(0 < log[i]["losses"]["temporal"] < 0.005 * quality(log[i]["losses"]) for i in range(1, 6))
+    assert sum(log[i].relaxed for i in range(1, 6)) >= 3  # later frames were relaxed ...
+    assert all(0 < log[i].losses["temporal"] < 0.005 * quality(log[i].losses) for i in range(1, 6))
     assert kept == [1.0] * 5                                # ... and the next one still started at full weight
     ratcheted, _ = starts(0.0)
     assert ratcheted[0] == 1.0 and min(ratcheted) <= 0.25
@@ -329,19 +329,19 @@ def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tm
     cfg = small(weights_file, iterations=30, frame_iterations=10, quality_slack=1.05, temporal_weight=4e6,
                 relax_every=5, log_every=5)
     summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
-    log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
+    log = {r.index: r for r in video.WorkDir(summary.work_dir).read_log()}
     assert summary.relaxed >= 3 and len(summary.temporal_scales) == 5 and min(summary.temporal_scales) < 1
-    assert any(not log[i]["converged"] and log[i]["relaxed"] > 1 for i in range(1, 5))   # misses pass it on too
+    assert any(not log[i].converged and log[i].relaxed > 1 for i in range(1, 5))   # misses pass it on too
     plain = 0
     for index in range(2, 6):  # started one step (x1/0.7) stronger than the previous frame ended, reached or not
-        start = log[index]["temporal_scale"] / cfg.temporal_relax ** log[index]["relaxed"]
+        start = log[index].temporal_scale / cfg.temporal_relax ** log[index].relaxed
         before = log[index - 1]
-        share = before["losses"]["temporal"] / quality(before["losses"])   # what the term weighed as it ended
+        share = before.losses["temporal"] / quality(before.losses)   # what the term weighed as it ended
         if share >= cfg.relax_share:
             plain += 1
-            assert start == pytest.approx(min(1.0, before["temporal_scale"] / 0.7)), index
+            assert start == pytest.approx(min(1.0, before.temporal_scale / 0.7)), index
         else:   # it weighed next to nothing: the next starts where it weighs relax_share, not weaker
-            assert start == pytest.approx(min(1.0, before["temporal_scale"] * cfg.relax_share / share)), index
+            assert start == pytest.approx(min(1.0, before.temporal_scale * cfg.relax_share / share)), index
     assert plain >= 2
     resumed, _ = stopped_then_resumed(4, frames, style_image, tmp_path / "resumed", cfg)
     assert resumed.resumed == 4 and resumed.temporal_scales == summary.temporal_scales[3:]
@@ -349,9 +349,9 @@ def test_the_relaxed_temporal_weight_follows_the_frames_and_survives_a_resume(tm
         assert np.array_equal(media.read_image(tmp_path / "whole" / f"{index:06d}.png"),
                               media.read_image(tmp_path / "resumed" / f"{index:06d}.png")), index
     held, _ = run_job(frames, style_image, tmp_path / "held", cfg.replace(carry_misses=False), keep_work=True)
-    log = {r["index"]: r for r in video.WorkDir(held.work_dir).read_log()}
-    started = {i: log[i]["temporal_scale"] / cfg.temporal_relax ** log[i]["relaxed"] for i in range(1, 6)}
-    missed = [i for i in range(1, 5) if not log[i]["converged"]]
+    log = {r.index: r for r in video.WorkDir(held.work_dir).read_log()}
+    started = {i: log[i].temporal_scale / cfg.temporal_relax ** log[i].relaxed for i in range(1, 6)}
+    missed = [i for i in range(1, 5) if not log[i].converged]
     assert missed and all(started[i + 1] == pytest.approx(started[i]) for i in missed)   # off: where it started
 
 
@@ -375,12 +375,12 @@ def test_later_frames_are_judged_against_the_cold_level_probed_on_their_own_scen
 
     monkeypatch.setattr(stylist, "stylise", spy)
     summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
-    log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
-    probes = {index: r["probe"] for index, r in log.items() if r.get("probe")}
+    log = {r.index: r for r in video.WorkDir(summary.work_dir).read_log()}
+    probes = {index: r.probe for index, r in log.items() if r.probe}
     assert sorted(probes) == [0, 2, 4] and len(set(probes.values())) == 3   # the scene moved, and so did its probe
-    assert summary.level_iterations == 3 * 8 and summary.iterations[1:] == [log[i]["iterations"] for i in range(1, 6)]
-    level = quality(log[0]["losses"]) / probes[0]   # the first frame's cold level per unit of probe
-    content, style = (log[0]["losses"][term] / probes[0] for term in ("content", "style"))   # and each term's
+    assert summary.level_iterations == 3 * 8 and summary.iterations[1:] == [log[i].iterations for i in range(1, 6)]
+    level = quality(log[0].losses) / probes[0]   # the first frame's cold level per unit of probe
+    content, style = (log[0].losses[term] / probes[0] for term in ("content", "style"))   # and each term's
     for index in range(1, 6):
         latest = probes[max(p for p in probes if p <= index)]
         assert targets[index][0] == pytest.approx(level * latest * cfg.quality_slack), index
@@ -420,21 +420,21 @@ def test_a_frame_that_misses_a_level_gone_stale_has_the_next_frame_probed_again(
     summary, _ = run_job(frames, style_image, tmp_path / "whole", cfg, keep_work=True)
     judged = dict(targets)
     assert summary.cuts == []   # one shot: the sweep is no scene cut
-    log = {r["index"]: r for r in video.WorkDir(summary.work_dir).read_log()}
-    probes = sorted(index for index, r in log.items() if r.get("probe"))
+    log = {r.index: r for r in video.WorkDir(summary.work_dir).read_log()}
+    probes = sorted(index for index, r in log.items() if r.probe)
     expected, latest, reached = [0], 0, False
     for index in range(1, 5):
-        if not log[index]["converged"] and reached and index - latest >= 2:
+        if not log[index].converged and reached and index - latest >= 2:
             expected.append(index + 1)
             latest, reached = index + 1, False
         else:
-            reached = reached or log[index]["converged"]
+            reached = reached or log[index].converged
     assert len(expected) > 1 and probes == expected   # frames reached the level, then missed it and it was measured
     assert summary.level_iterations == 8 * len(expected)
-    level = quality(log[0]["losses"]) / log[0]["probe"]   # the first frame's cold level per unit of probe
+    level = quality(log[0].losses) / log[0].probe   # the first frame's cold level per unit of probe
     for index in range(1, 6):   # each frame judged against the latest probe before it, the stale one until then
         latest = max(p for p in probes if p <= index)
-        assert judged[index] == pytest.approx(level * log[latest]["probe"]), index
+        assert judged[index] == pytest.approx(level * log[latest].probe), index
     assert judged[expected[1]] != pytest.approx(judged[1])   # the scene moved, and so did the level
     targets.clear()
     never, _ = run_job(frames, style_image, tmp_path / "never", cfg.replace(reprobe_after=0))
