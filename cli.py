@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
-from pipeline import __version__, figures, jobfile, media, status
-from pipeline.console import (Main, closing, BatchReporter, PanelProgress, Reporter, Signals, chain, handle_errors,
-                              summary_line)
-from pipeline.options import (check_progress, progress_options, snapshot_folder, debug_option, device_option, json_option, quiet_option, weights_option, check_report, config_from_params, config_options, figure_options, float_list,
-                              job_options, make_executor, output_files, parallel_options, png_output,
-                              report_writer, style_paths, write_json_if)
+import pipeline  # the modules that load torch are its attributes, imported on first use (pipeline.HEAVY)
+from pipeline import __version__, figures, jobfile, media, report, status
 from pipeline.config import Config, load_config
+from pipeline.console import (BatchReporter, Main, Reporter, Signals, chain, closing, handle_errors,
+                              panel_figure, summary_line)
 from pipeline.errors import StopFlag
 from pipeline.executors import parse_devices
-from pipeline.figures import quality_plot
-from pipeline.files import reads_of
-from pipeline.media import output_kind
-from pipeline.report import write_page
+from pipeline.options import (batch_files, bench_options, check_progress, config_from_params, config_options,
+                              debug_option, device_option, figure_options, frame_sizes, job_options, json_option,
+                              make_executor, names, numbers, output_files, parallel_options, png_output,
+                              pooling_option, progress_options, quiet_option, report_writer, run_reads,
+                              snapshot_folder, style_paths, suffix, weights_option, whole_numbers, write_json_if)
 from pipeline.serve import serve
 from pipeline.variants import DRIFT_VARIANTS
 from pipeline.workdir import default_work_dir
@@ -35,9 +35,6 @@ Examples:
   nst-video batch jobs.yaml --devices 0,1               overnight batch on two GPUs
   nst-video eval out.mp4 clip.mp4 --plot flicker.png    measure flicker
 """
-
-
-# ---- commands -----------------------------------------------------------------------------------------
 
 
 @click.group(cls=Main, default="run", default_if_no_args=False,
@@ -68,30 +65,25 @@ def run_command(input_path: str, style: str, output: str, save_every: int | None
     optical flow and stay consistent with it (Ruder et al. 2016), so they need far fewer iterations and do
     not flicker. An interrupted run resumes where it stopped when the same command is run again.
     """
-    from pipeline import video  # loads torch: only the commands that run the model import it
-
     styles = style_paths(style)
     cfg = config_from_params(params)
     check_progress(save_every, progress_sheet, progress_anim, loss_plot,
                    in_process=not ray_address and len((devices or "").split(",")) <= 1)
-    reads = reads_of(Path(input_path), styles, cfg)
-    owned = {"work directory": Path(work_dir) if work_dir else default_work_dir(output)}
-    if output_kind(output) == "folder":
-        owned["OUTPUT folder"] = Path(output)
-    output_files({"--log": log_file, "--progress-sheet": progress_sheet, "--progress-anim": progress_anim,
-                  "--loss-plot": loss_plot, "--report": report_file}, reads, owned)
-    check_report(report_file)
+    reads = run_reads(input_path, styles, output, work_dir, cfg,
+                      {"--log": log_file, "--progress-sheet": progress_sheet, "--progress-anim": progress_anim,
+                       "--loss-plot": loss_plot, "--report": report_file})
     snapshots = figures.Snapshots(snapshot_folder(progress_dir, output, reads)) if save_every else None
-    job = video.Job(Path(input_path), styles, Path(output), Path(work_dir) if work_dir else None, keep_work, restart,
-                    save_every or 0, snapshots, keep_histories=bool(loss_plot), overwrite=overwrite)
+    work = Path(work_dir) if work_dir else None
+    job = pipeline.video.Job(Path(input_path), styles, Path(output), work, keep_work, restart, save_every or 0,
+                             snapshots, keep_histories=bool(loss_plot), overwrite=overwrite)
     reporter = Reporter(quiet, log_file)
     stop = StopFlag()
     page = report_writer(report_file, [(Path(input_path).name, Path(input_path), Path(output),
-                                         Path(work_dir) if work_dir else default_work_dir(output))])
+                                         work or default_work_dir(output))])
     with closing(reporter, page):
         executor, cfg = make_executor(devices, ray_address, cfg, reporter)
         with Signals(stop, reporter):
-            summary = video.run(job, cfg, events=chain(reporter, page), stop=stop, executor=executor)
+            summary = pipeline.video.run(job, cfg, events=chain(reporter, page), stop=stop, executor=executor)
         reporter.record("finished", frames=summary.frames, seconds=round(summary.seconds, 2),
                         cuts=summary.cuts, output=str(summary.output))
     figures.progress_figures(snapshots, progress_sheet, progress_anim)
@@ -123,17 +115,10 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
       nst-video batch jobs.yaml --config fast
       nst-video batch 'clips/*.mp4' --style scream.jpg --out-dir styled/ --devices 0,1
     """
-    from pipeline import batch  # loads torch: only the commands that run the model import it
-
     base_config = config_from_params(params)
     jobs = jobfile.load_jobs(jobs_spec, style=style, out_dir=out_dir, base_config=base_config, work_dir=work_dir)
     device_list = parse_devices(devices)
-    owned = {f"work directory of job {job.number}": jobfile.job_work_dir(job, work_dir) for job in jobs}
-
-    owned.update({f"OUTPUT folder of job {job.number}": job.output for job in jobs if output_kind(job.output) == "folder"})
-    output_files({"--log": log_file, "--report": report_file}, {f"INPUT of job {job.number}": [job.input] for job in jobs},
-                 owned)
-    check_report(report_file)
+    batch_files(jobs, work_dir, {"--log": log_file, "--report": report_file})
     options = {"work_dir": work_dir, "keep_work": keep_work, "restart": restart, "overwrite": overwrite}
     reporter = Reporter(quiet, log_file)
     stop = StopFlag()
@@ -142,17 +127,18 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
     page = report_writer(report_file, [(job.name, job.input, job.output, works[job.number]) for job in jobs])
     executor, base_config = make_executor(devices, ray_address, base_config, reporter)
     with Signals(stop, reporter):
-        outcomes = batch.run_batch(jobs, device_list, base_config, options,
-                                   chain(BatchReporter(reporter, [job.number for job in jobs],
-                                                        executor is not None or len(device_list) > 1), page,
-                                          jobfile.Results(jobs_spec) if jobfile.is_jobs_file(jobs_spec) else None),
-                                   stop, executor)
+        outcomes = pipeline.batch.run_batch(jobs, device_list, base_config, options,
+                                            chain(BatchReporter(reporter, [job.number for job in jobs],
+                                                                 executor is not None or len(device_list) > 1), page,
+                                                   jobfile.Results(jobs_spec) if jobfile.is_jobs_file(jobs_spec)
+                                                   else None),
+                                            stop, executor)
     if page is not None:
         page.close({works[o.job.number]: (o.status, o.message) for o in outcomes if o.status in ("failed", "stopped")})
     reporter.record("batch_finished", seconds=round(time.perf_counter() - started, 2),
                     failed=sum(o.status == "failed" for o in outcomes))
     reporter.close()
-    click.echo(batch.summary_table(outcomes))
+    click.echo(pipeline.batch.summary_table(outcomes))
     if stop.signum is not None:
         click.echo(f"stopped by {signal.Signals(stop.signum).name}: run the same command again to resume", err=True)
         sys.exit(128 + stop.signum)
@@ -165,7 +151,7 @@ def batch_command(jobs_spec: str, style: str | None, out_dir: str | None, device
 @click.option("--json", "as_json", is_flag=True, help="Print the same as JSON.")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="The --work-dir a batch was run with.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE.html",
-              help="Also write the report page (self-contained HTML).")
+              callback=suffix(".html", ".htm"), help="Also write the report page (self-contained HTML).")
 @click.option("--follow", is_flag=True, help="With --html: keep rewriting the page until no job is running.")
 @click.option("--serve", "port", type=click.IntRange(0, 65535), is_flag=False, flag_value=8765, default=None,
               metavar="[PORT]", help="Serve the report page over HTTP (read-only) [8765], on 127.0.0.1 unless --host.")
@@ -177,20 +163,15 @@ def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, 
     """Where jobs stand: frames done, recent seconds per frame, ETA, state (running, finished, failed with its
     error, stopped), scene cuts and device, read from their work directories and outputs only (while a run goes
     on, from another shell, or after it ended). A run that was killed shows as stopped at its last frame."""
-
-    if html_file:
-        check_report(html_file)
-        output_files({"--html": html_file})
+    output_files({"--html": html_file})
     if follow and not html_file:
         raise click.BadParameter("needs --html FILE", param_hint="--follow")
     jobs = status.statuses(list(paths), work_dir=work_dir)
     click.echo(status.as_json(jobs) if as_json else status.table(jobs))
-    for job in jobs:
-        for warning in job.warnings:
-            if warning.startswith("a log ends in a damaged line"):
-                click.echo(f"warning: {job.name}: {warning}", err=True)
+    for job, warning in ((j, w) for j in jobs for w in j.warnings if w.startswith("a log ends in a damaged line")):
+        click.echo(f"warning: {job.name}: {warning}", err=True)
     if html_file:
-        write_page(html_file, jobs, lambda: status.statuses(list(paths), work_dir=work_dir), follow=follow)
+        report.write_page(html_file, jobs, lambda: status.statuses(list(paths), work_dir=work_dir), follow=follow)
     if port is not None:
         serve(list(paths), work_dir, host, port, echo=lambda m: click.echo(m, err=True))
 
@@ -200,8 +181,10 @@ def status_command(paths: tuple[str, ...], as_json: bool, work_dir: str | None, 
 @click.argument("original", metavar="ORIGINAL", type=click.Path(exists=True))
 @click.option("--size", type=int, help="Evaluate at this longest side [STYLISED's size].")
 @json_option("the figures and per-frame values")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write per-frame values (CSV).")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Plot temporal error per frame (PNG).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), callback=suffix(".csv"),
+              help="Write per-frame values (CSV).")
+@click.option("--plot", type=click.Path(dir_okay=False), callback=suffix(".png"),
+              help="Plot temporal error per frame (PNG).")
 @click.option("--style", type=click.Path(exists=True, dir_okay=False),
               help="Also rate each frame: its content and style terms under the run's objective, against STYLE.")
 @click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
@@ -226,43 +209,38 @@ def eval_command(stylised: str, original: str, size: int | None, json_file: str 
     With --style and --reference-every N, sampled frames are also optimised cold from the ORIGINAL: a later
     frame's content + style against that level shows drift (1.0: as good as a frame made on its own).
     """
-    from pipeline import evaluate  # loads torch: only the commands that run the model import it
-
     if reference_every and not style:
         raise click.BadParameter("needs --style", param_hint="--reference-every")
     cfg = load_config(config_name, **{k: v for k, v in (("weights", weights), ("device", device)) if v})
-    for path, name in ((json_file, "--json"), (csv_file, "--csv"), (plot, "--plot")):
-        suffix = {"--json": ".json", "--csv": ".csv", "--plot": ".png"}[name]
-        if path and Path(path).suffix.lower() != suffix:
-            raise click.BadParameter(f"{path} must end in {suffix}", param_hint=name)
     output_files({"--json": json_file, "--csv": csv_file, "--plot": plot},
                  {"STYLISED": [Path(stylised)], "ORIGINAL": [Path(original)]})
-    result = evaluate.evaluate_clips(Path(stylised), Path(original), size=size, style=Path(style) if style else None,
-                                     cfg=cfg, reference_every=reference_every or 0)
+    result = pipeline.evaluate.evaluate_clips(Path(stylised), Path(original), size=size, cfg=cfg,
+                                              style=Path(style) if style else None, reference_every=reference_every or 0)
     for message in result.warnings:
         click.echo(f"warning: {message}", err=True)
-    click.echo("\n".join(evaluate.report_lines(result)))
-    evaluate.write_outputs(result, json_file=json_file, csv_file=csv_file, plot=plot)
+    click.echo("\n".join(pipeline.evaluate.report_lines(result)))
+    pipeline.evaluate.write_outputs(result, json_file=json_file, csv_file=csv_file, plot=plot)
 
 
 @cli.group("bench", invoke_without_command=True)
-@click.option("--sizes", metavar="S1,S2,..", help="Frame sizes (longest side, or 720p/1080p/4k) [CPU: 256; GPU: 512,1080p].")
+@click.option("--sizes", metavar="S1,S2,..", callback=frame_sizes,
+              help="Frame sizes (longest side, or 720p/1080p/4k) [CPU: 256; GPU: 512,1080p].")
 @click.option("--frames", type=click.IntRange(2, 1000), default=24, show_default=True, help="Frames of the clip.")
 @click.option("--clip-size", type=click.IntRange(32, 4096), help="Width of the clip [CPU: 160; GPU: 512].")
-@click.option("--precisions", metavar="P1,P2,..", help="Precisions for the image test [CPU: fp32; GPU: fp32,tf32,bf16].")
+@click.option("--precisions", metavar="P1,P2,..", callback=names(("fp32", "tf32", "bf16"), "precision"),
+              help="Precisions for the image test [CPU: fp32; GPU: fp32,tf32,bf16].")
 @click.option("--reference-evaluations", type=click.IntRange(1, 100000), default=300, show_default=True,
               help="L-BFGS evaluations per frame of the plain per-frame loop.")
-@click.option("--skip", metavar="PART,..", default="", help="Leave out parts: overhead, image, clip.")
-@click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH", help="Settings under test.")
-@weights_option("seeded random")
-@device_option
-@json_option("every figure")
-@debug_option
+@click.option("--skip", metavar="PART,..", default="", callback=names(("overhead", "image", "clip"), "part"),
+              help="Leave out parts: overhead, image, clip.")
+@click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
+              help="Settings under test.")
+@bench_options("every figure")
 @click.pass_context
 @handle_errors
-def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size: int | None, precisions: str | None,
-                  reference_evaluations: int, skip: str, config_name: str, weights: str | None, device: str,
-                  json_file: str | None, debug: bool) -> None:
+def bench_command(ctx: click.Context, sizes: list[int] | None, frames: int, clip_size: int | None,
+                  precisions: list[str] | None, reference_evaluations: int, skip: list[str], config_name: str,
+                  weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
     """Benchmarks on fixed, seeded workloads made in code (random VGG19 weights unless --weights).
 
     Without a subcommand: speed on this device. Seconds per iteration of the full objective against a bare
@@ -273,56 +251,35 @@ def bench_command(ctx: click.Context, sizes: str | None, frames: int, clip_size:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline import bench, runtime  # loads torch: only the commands that run the model import it
-
-    chosen = runtime.select_device(device)
-    gpu = chosen.type == "cuda"
-    try:
-        size_list = bench.parse_sizes(sizes or ("512,1080p" if gpu else "256"))
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--sizes") from None
-    precision_list = [p.strip() for p in (precisions or ("fp32,tf32,bf16" if gpu else "fp32")).split(",")]
-    for precision in precision_list:
-        if precision not in ("fp32", "tf32", "bf16"):
-            raise click.BadParameter(f"unknown precision {precision!r}", param_hint="--precisions")
-    parts = {p.strip() for p in skip.split(",") if p.strip()}
-    if parts - {"overhead", "image", "clip"}:
-        raise click.BadParameter(f"unknown part {sorted(parts - {'overhead', 'image', 'clip'})[0]!r}", param_hint="--skip")
     output_files({"--json": json_file})
-    report = bench.speed_benchmark(config_name, chosen, size_list, precision_list, parts, frames=frames,
-                                   clip_size=clip_size or (512 if gpu else 160), weights=weights,
-                                   reference_evaluations=reference_evaluations, say=click.echo,
-                                   progress=lambda message: click.echo(message, err=True))
-    write_json_if(json_file, report)
+    measured = pipeline.bench.speed_benchmark(config_name, pipeline.runtime.select_device(device), sizes, precisions,
+                                            set(skip), frames=frames, clip_size=clip_size, weights=weights,
+                                            reference_evaluations=reference_evaluations, say=click.echo,
+                                            progress=lambda message: click.echo(message, err=True))
+    write_json_if(json_file, measured)
 
 
 @bench_command.command("flicker")
 @click.option("--frames", type=click.IntRange(3, 200), default=12, show_default=True, help="Frames of the synthetic clip.")
 @click.option("--width", "size", type=click.IntRange(32, 1024), default=160, show_default=True, help="Width of the clip, px.")
 @click.option("--iterations", type=click.IntRange(3, 10000), default=120, show_default=True, help="First-frame iterations (later frames: a third).")
-@click.option("--temporal-weights", metavar="G1,G2,..", help="Also run flow + temporal loss with each of these weights.")
-@click.option("--pooling", type=click.Choice(["max", "avg", "blur"]),
-              help="VGG19's pooling in every variant, the cold frames included [the objective's own].")
-@weights_option("seeded random")
-@device_option
-@json_option("the table")
-@debug_option
+@click.option("--temporal-weights", metavar="G1,G2,..", callback=numbers, help="Also run flow + temporal loss with each of these weights.")
+@pooling_option
+@bench_options("the table")
 @handle_errors
-def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str | None, pooling: str | None,
+def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: list[float] | None, pooling: str | None,
                   weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
     """Temporal error, style loss, quality against cold frames and time per frame for each way of handling
     time (cold frames, plain warm start, flow-warped start, Ruder's loss, the temporal loss held at full weight
     and relaxed to the cold level as by default, + long-term, and earlier defaults), on a clip panning across a
     photo with a moving object, whose true flow and disocclusions are known exactly. Temporal error is measured
     with the true flow; the flow-estimated figure (what `eval` reports) is shown beside it."""
-    from pipeline.bench import flicker_benchmark, flicker_table  # loads torch: only the commands that run the model import it
-
-    gammas = float_list(temporal_weights, "--temporal-weights")
     output_files({"--json": json_file})
-    rows = flicker_benchmark(frames=frames, size=size, iterations=iterations, weights=weights, device=device,
-                             temporal_weights=gammas, overrides={"pooling": pooling} if pooling else None,
-                             progress=lambda m: click.echo(f"running {m}", err=True))
-    click.echo(flicker_table(rows))
+    rows = pipeline.bench.flicker_benchmark(frames=frames, size=size, iterations=iterations, weights=weights,
+                                            device=device, temporal_weights=temporal_weights,
+                                            overrides={"pooling": pooling} if pooling else None,
+                                            progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(pipeline.bench.flicker_table(rows))
     write_json_if(json_file, [r.__dict__ for r in rows])
 
 
@@ -337,40 +294,28 @@ def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: str
               help="Optimise every Nth frame cold as a reference.")
 @click.option("--objective", type=click.Choice(["tutorial", "default"]), default="tutorial", show_default=True,
               help="The PyTorch tutorial's objective (keeps content on random weights) or the product's.")
-@click.option("--variants", metavar="V1,V2,..", help="Variants to run [all]: " + ", ".join(DRIFT_VARIANTS))
-@click.option("--pooling", type=click.Choice(["max", "avg", "blur"]),
-              help="VGG19's pooling in every variant, the cold frames included [the objective's own].")
-@weights_option("seeded random")
-@device_option
-@click.option("--plot", type=click.Path(dir_okay=False), help="Plot content + style per frame for each variant (PNG).")
-@json_option("the table and per-frame values")
-@debug_option
+@click.option("--variants", metavar="V1,V2,..", callback=names(DRIFT_VARIANTS, "variant"),
+              help="Variants to run [all]: " + ", ".join(DRIFT_VARIANTS))
+@pooling_option
+@click.option("--plot", type=click.Path(dir_okay=False), callback=suffix(".png"),
+              help="Plot content + style per frame for each variant (PNG).")
+@bench_options("the table and per-frame values")
 @handle_errors
 def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, every: int, objective: str,
-                variants: str | None, pooling: str | None, weights: str | None, device: str, plot: str | None,
+                variants: list[str] | None, pooling: str | None, weights: str | None, device: str, plot: str | None,
                 json_file: str | None, debug: bool) -> None:
     """Quality over time: a long shot made in code (a pan revealing new content, a slow zoom, a disc crossing
     the frame) stylised by each variant, every later frame judged against a cold optimisation of the same
     frame (sampled every --every frames). A drift shows as the last quarter's ratio above the first's."""
-    from pipeline.drift import drift_benchmark, drift_table  # loads torch: only the commands that run the model import it
-
-    chosen = [v.strip() for v in variants.split(",")] if variants else None
-    for name in chosen or []:
-        if name not in DRIFT_VARIANTS:
-            raise click.BadParameter(f"unknown variant {name!r} (known: {', '.join(DRIFT_VARIANTS)})",
-                                     param_hint="--variants")
-    if plot and Path(plot).suffix.lower() != ".png":
-        raise click.BadParameter(f"{plot} must end in .png", param_hint="--plot")
     output_files({"--plot": plot, "--json": json_file})
-    rows, cold = drift_benchmark(frames=frames, size=size, iterations=iterations, frame_iterations=frame_iterations,
-                                 every=every, objective=objective, variants=chosen, weights=weights, device=device,
-                                 overrides={"pooling": pooling} if pooling else None,
-                                 progress=lambda m: click.echo(f"running {m}", err=True))
-    click.echo(drift_table(rows))
+    rows, cold = pipeline.drift.drift_benchmark(frames=frames, size=size, iterations=iterations,
+                                                frame_iterations=frame_iterations, every=every, objective=objective,
+                                                variants=variants or None, weights=weights, device=device,
+                                                overrides={"pooling": pooling} if pooling else None,
+                                                progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(pipeline.drift.drift_table(rows))
     if plot:
-        quality_plot({r.name: [c + s for c, s in r.per_frame] for r in rows},
-                     {i: c + s for i, (c, s, *_) in cold.items()}, plot,
-                     title=f"Quality over time ({frames} frames, {objective} objective)")
+        pipeline.drift.drift_plot(rows, cold, plot, frames, objective)
     write_json_if(json_file, {"rows": [r.__dict__ for r in rows], "cold": cold})
 
 
@@ -379,50 +324,35 @@ def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, 
 @click.option("--width", "size", type=click.IntRange(32, 1024), default=96, show_default=True, help="Width of the clip, px.")
 @click.option("--max-shot-frames", "max_frames", type=click.IntRange(2, 2000), default=12, show_default=True,
               help="Chunk length.")
-@click.option("--overlaps", default="0,4,8", show_default=True, metavar="K1,K2,..", help="Chunk overlaps to compare.")
+@click.option("--overlaps", default="0,4,8", show_default=True, metavar="K1,K2,..", callback=whole_numbers,
+              help="Chunk overlaps to compare.")
 @click.option("--iterations", type=click.IntRange(3, 10000), default=240, show_default=True, help="Iterations of a cold frame.")
 @click.option("--frame-iterations", type=click.IntRange(1, 10000), default=60, show_default=True,
               help="Cap of each later frame.")
-@weights_option("seeded random")
-@device_option
-@json_option("the table")
-@debug_option
+@bench_options("the table")
 @handle_errors
-def bench_chunks(frames: int, size: int, max_frames: int, overlaps: str, iterations: int, frame_iterations: int,
+def bench_chunks(frames: int, size: int, max_frames: int, overlaps: tuple[int, ...], iterations: int, frame_iterations: int,
                  weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
     """What --max-shot-frames costs: one long shot made in code, stylised whole and in chunks with each overlap,
     measured by `eval` (temporal error and style term) around the seams and elsewhere."""
-    from pipeline.drift import chunks_benchmark, chunks_table  # loads torch: only the commands that run the model import it
-
-    try:
-        ks = tuple(int(k) for k in overlaps.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{overlaps!r} is not a list of whole numbers", param_hint="--overlaps") from None
-    if any(k < 0 or k >= max_frames for k in ks):
+    if any(k < 0 or k >= max_frames for k in overlaps):
         raise click.BadParameter(f"each overlap must be from 0 to {max_frames - 1}", param_hint="--overlaps")
     output_files({"--json": json_file})
-    rows = chunks_benchmark(frames=frames, size=size, max_frames=max_frames, overlaps=ks, iterations=iterations,
-                            frame_iterations=frame_iterations, weights=weights, device=device,
-                            progress=lambda m: click.echo(f"running {m}", err=True))
-    click.echo(chunks_table(rows))
+    rows = pipeline.drift.chunks_benchmark(frames=frames, size=size, max_frames=max_frames, overlaps=overlaps,
+                                           iterations=iterations, frame_iterations=frame_iterations, weights=weights,
+                                           device=device, progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(pipeline.drift.chunks_table(rows))
     write_json_if(json_file, [r.__dict__ for r in rows])
 
 
-def _reconstruction_figure(image: str, out: str, subsets: list[list[str]], kind: str, *, iterations: int,
-                           size: int, weights: str | None, seed: int, device: str, panels: str | None,
-                           quiet: bool) -> None:
-    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
-
+def _reconstruction_figure(image: str, out: str, layers: str | None, kind: str, *, iterations: int, size: int,
+                           weights: str | None, seed: int, device: str, panels: str | None, quiet: bool,
+                           debug: bool) -> None:
     target = png_output(out, panels)
-    progress = PanelProgress(len(subsets), iterations, quiet)
-    try:
-        count = reconstruct.reconstruction_figure(media.read_image(image), target, kind, subsets,
-                                                  Config(size=size, weights=weights, device=device), iterations,
-                                                  seed=seed, progress=progress, panels=panels)
-    finally:
-        progress.close()
-    if not quiet:
-        click.echo(f"{count} panels -> {target}", err=True)
+    subsets = pipeline.reconstruct.panel_layers(kind, layers)
+    cfg = Config(size=size, weights=weights, device=device)
+    panel_figure(len(subsets), iterations, quiet, target, lambda progress: pipeline.reconstruct.reconstruction_figure(
+        media.read_image(image), target, kind, subsets, cfg, iterations, seed=seed, progress=progress, panels=panels))
 
 
 @cli.group("reconstruct")
@@ -435,16 +365,11 @@ def reconstruct_command() -> None:
 @click.option("--layers", metavar="L1,L2,..", help="Layers, one panel each [conv1_1,conv2_1,conv3_1,conv4_1,conv5_1].")
 @figure_options
 @handle_errors
-def reconstruct_content(image: str, out: str, layers: str | None, iterations: int, size: int, weights: str | None,
-                        seed: int, device: str, panels: str | None, quiet: bool, debug: bool) -> None:
+def reconstruct_content(image: str, out: str, layers: str | None, **figure: Any) -> None:
     """Content reconstructions: from white noise, an image whose features match IMAGE at one layer only,
     for each layer. Lower layers reproduce the image almost exactly; higher layers keep its arrangement
     and lose the exact pixels. A labelled grid with the original first."""
-    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
-
-    chosen = reconstruct.parse_layers(layers, reconstruct.CONTENT_LAYERS)
-    _reconstruction_figure(image, out, [[layer] for layer in chosen], "content", iterations=iterations, size=size,
-                           weights=weights, seed=seed, device=device, panels=panels, quiet=quiet)
+    _reconstruction_figure(image, out, layers, "content", **figure)
 
 
 @reconstruct_command.command("style")
@@ -454,50 +379,38 @@ def reconstruct_content(image: str, out: str, layers: str | None, iterations: in
               help="Growing subsets of L1,L2,.. [conv1_1 .. conv5_1], or explicit subsets separated by ';'.")
 @figure_options
 @handle_errors
-def reconstruct_style(image: str, out: str, layers: str | None, iterations: int, size: int, weights: str | None,
-                      seed: int, device: str, panels: str | None, quiet: bool, debug: bool) -> None:
+def reconstruct_style(image: str, out: str, layers: str | None, **figure: Any) -> None:
     """Style reconstructions: from white noise, an image whose Gram matrices match IMAGE's on growing subsets
     of layers (conv1_1; conv1_1+conv2_1; ... conv1_1 to conv5_1). The texture grows from fine to large-scale
     structure while the scene's arrangement is discarded. A labelled grid with the original first."""
-    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
-
-    _reconstruction_figure(image, out, reconstruct.parse_subsets(layers), "style", iterations=iterations,
-                           size=size, weights=weights, seed=seed, device=device, panels=panels, quiet=quiet)
+    _reconstruction_figure(image, out, layers, "style", **figure)
 
 
 @cli.command("sweep")
 @click.argument("content", metavar="CONTENT", type=click.Path(exists=True, dir_okay=False))
 @click.argument("style", metavar="STYLE", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", metavar="OUT.png", type=click.Path(dir_okay=False))
-@click.option("--ratios", default="1e-2,1e-3,1e-4", show_default=True, metavar="R1,R2,..",
+@click.option("--ratios", default="1e-2,1e-3,1e-4", show_default=True, metavar="R1,R2,..", callback=numbers,
               help="Content/style weight ratios alpha/beta, one column each.")
 @click.option("--content-layers", metavar="L1,L2,..", help="One row per content layer [the config's].")
 @click.option("--config", "config_name", default="gatys2016", show_default=True, metavar="NAME|PATH",
               help="Settings of each stylisation (the paper's ratios assume loss_scale: paper).")
 @figure_options
 @handle_errors
-def sweep_command(content: str, style: str, out: str, ratios: str, content_layers: str | None, config_name: str,
+def sweep_command(content: str, style: str, out: str, ratios: list[float], content_layers: str | None, config_name: str,
                   iterations: int, size: int, weights: str | None, seed: int, device: str, panels: str | None,
                   quiet: bool, debug: bool) -> None:
     """The content/style trade-off (Gatys et al. 2016, Fig. 3): CONTENT stylised with STYLE once per ratio
     alpha/beta (columns) and content layer (rows), in a labelled grid."""
-    from pipeline import reconstruct  # loads torch: only the commands that run the model import it
-
-    values = float_list(ratios, "--ratios")
-    if any(v <= 0 for v in values):
+    if any(v <= 0 for v in ratios):
         raise click.BadParameter("ratios must be positive numbers", param_hint="--ratios")
     target = png_output(out, panels)
     cfg = load_config(config_name, size=size, iterations=iterations, seed=seed, device=device,
                       **({"weights": weights} if weights else {}))
-    layers = reconstruct.parse_layers(content_layers, list(cfg.content_layers))
-    progress = PanelProgress(len(values) * len(layers), iterations, quiet)
-    try:
-        count = reconstruct.sweep_figure(media.read_image(content), media.read_image(style), values, layers, cfg,
-                                         target, panels, progress)
-    finally:
-        progress.close()
-    if not quiet:
-        click.echo(f"{count} panels -> {target}", err=True)
+    layers = pipeline.reconstruct.parse_layers(content_layers, list(cfg.content_layers))
+    panel_figure(len(ratios) * len(layers), iterations, quiet, target,
+                 lambda progress: pipeline.reconstruct.sweep_figure(media.read_image(content), media.read_image(style),
+                                                                    ratios, layers, cfg, target, panels, progress))
 
 
 @cli.group("weights", invoke_without_command=True)
@@ -508,9 +421,7 @@ def weights_command(ctx: click.Context, weights: str | None) -> None:
     """Show where the VGG19 weights are looked for and whether they are there."""
     if ctx.invoked_subcommand is not None:
         return
-    from pipeline.vgg import weights_lines  # loads torch: only the commands that run the model import it
-
-    click.echo("\n".join(weights_lines(weights)))
+    click.echo("\n".join(pipeline.vgg.weights_lines(weights)))
 
 
 @weights_command.command("download")
@@ -518,9 +429,7 @@ def weights_command(ctx: click.Context, weights: str | None) -> None:
 @handle_errors
 def weights_download(quiet: bool) -> None:
     """Download torchvision's ImageNet VGG19 weights into the cache (to copy to an offline machine)."""
-    from pipeline.vgg import download_weights  # loads torch: only the commands that run the model import it
-
-    path = download_weights(progress=not quiet)
+    path = pipeline.vgg.download_weights(progress=not quiet)
     click.echo(f"saved {path} ({path.stat().st_size / 1e6:.0f} MB); copy it to the same path "
                "(under TORCH_HOME) on an offline machine, or pass it with --weights")
 
@@ -530,8 +439,6 @@ def weights_download(quiet: bool) -> None:
 @handle_errors
 def config_command(**params: Any) -> None:
     """Print the configuration a run would use (preset, then flags), as YAML."""
-    import yaml
-
     click.echo(yaml.safe_dump(config_from_params(params).to_dict(), sort_keys=False), nl=False)
 
 

@@ -9,4 +9,16 @@ Conventions, followed in every module:
 - Every progress event is a dataclass of `events`; every finished file appears through `files.atomic`.
 - One factory turns a Config into VGG19 and its objective (`losses.build_objective`).
 """
+import importlib
+
 __version__ = "0.1.0"
+
+# The modules that load torch, imported on first use as `pipeline.NAME` (PEP 562), so that the commands that never
+# run the model (status, its page and --serve, config, --help) start without it.
+HEAVY = ("batch", "bench", "drift", "evaluate", "reconstruct", "runtime", "vgg", "video")
+
+
+def __getattr__(name: str):
+    if name in HEAVY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -187,20 +187,6 @@ def flicker_table(rows: list[FlickerRow]) -> str:
 
 # ---- speed: overhead, multi-scale, and the clip against plain per-frame Gatys -------------------------
 
-SIZE_NAMES = {"720p": 1280, "1080p": 1920, "4k": 3840}
-
-
-def parse_sizes(text: str) -> list[int]:
-    sizes = []
-    for part in text.split(","):
-        part = part.strip().lower()
-        value = SIZE_NAMES.get(part) or (int(part) if part.isdigit() else None)
-        if value is None or value < 32:
-            raise ValueError(f"bad size {part!r}: use pixels (e.g. 512) or 720p, 1080p, 4k")
-        sizes.append(value)
-    return sizes
-
-
 def _setup(cfg: Config, device, size: tuple[int, int]):
     """Model, objective with targets, and a content tensor for a (W, H) frame."""
 
@@ -414,11 +400,15 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
 
 # ---- the speed report of `nst-video bench` ---------------------------------------------------------------
 
-def speed_benchmark(config_name: str, device, sizes: list[int], precisions: list[str], skip: set[str], *,
-                    frames: int, clip_size: int, weights: str | None, reference_evaluations: int,
+def speed_benchmark(config_name: str, device, sizes: list[int] | None, precisions: list[str] | None, skip: set[str], *,
+                    frames: int, clip_size: int | None, weights: str | None, reference_evaluations: int,
                     say: Callable[[str], None], progress: Callable[[str], None]) -> dict:
     """The three speed figures on `device` (parts in `skip` left out), each said as a line when measured;
-    returns them all for --json."""
+    returns them all for --json. Sizes, precisions and the clip's width not given are the device's defaults."""
+    gpu = device.type == "cuda"
+    sizes = sizes or ([512, 1920] if gpu else [256])
+    precisions = precisions or (["fp32", "tf32", "bf16"] if gpu else ["fp32"])
+    clip_size = clip_size or (512 if gpu else 160)
 
     workspace = Workspace.create(weights)
     try:

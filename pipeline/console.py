@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
@@ -279,6 +280,17 @@ class PanelProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def panel_figure(total: int, iterations: int, quiet: bool, target: Path, make: Callable[[PanelProgress], int]) -> None:
+    """A figure of `total` panels made by `make(progress)`, its progress shown (unless `quiet`), then where it went."""
+    progress = PanelProgress(total, iterations, quiet)
+    try:
+        count = make(progress)
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(f"{count} panels -> {target}", err=True)
 
 
 @contextlib.contextmanager

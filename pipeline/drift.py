@@ -16,6 +16,7 @@ from . import media, shots, video
 from .bench import Workspace, _photo, _table, later_evaluations
 from .config import Config
 from .evaluate import evaluate_clips
+from .figures import quality_plot
 from .metrics import detail_energy, temporal_errors
 from .synthetic import MECHANICS_WEIGHTS, TUTORIAL_OBJECTIVE, drift_clip, write_frames
 from .variants import DRIFT_VARIANTS
@@ -113,6 +114,12 @@ def drift_benchmark(*, frames: int = 100, size: int = 96, iterations: int = 240,
         return rows, cold
     finally:
         workspace.cleanup()
+
+
+def drift_plot(rows: list[DriftRow], cold: dict, path: str | Path, frames: int, objective: str) -> None:
+    """Content + style per frame for each variant, the cold references marked."""
+    quality_plot({r.name: [c + s for c, s in r.per_frame] for r in rows}, {i: c + s for i, (c, s, *_) in cold.items()},
+                 path, title=f"Quality over time ({frames} frames, {objective} objective)")
 
 
 def drift_table(rows: list[DriftRow]) -> str:

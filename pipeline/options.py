@@ -7,15 +7,19 @@ from __future__ import annotations
 import os
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
 from .config import CHOICES, Config, KEYS, load_config, preset_names
 from .executors import Pool, parse_devices
-from .files import check_file_output, check_folder_writable, check_not_overwriting, check_outside, split_paths, write_json
+from .files import (check_file_output, check_folder_writable, check_not_overwriting, check_outside, reads_of, split_paths,
+                    write_json)
+from .jobfile import job_work_dir
+from .media import output_kind
 from .ray_executor import RayExecutor
 from .report import ReportWriter
+from .workdir import default_work_dir
 
 
 def apply(f: Callable, options: list[Callable]) -> Callable:
@@ -30,11 +34,70 @@ def weights_option(default: str = "torchvision's ImageNet weights") -> Callable:
                         help=f"VGG19 state dict file (or NST_WEIGHTS) [{default}].")
 
 
+def suffix(*allowed: str) -> Callable:
+    """A callback: the file an option names must end in one of `allowed` (checked as the command line is read)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value and Path(value).suffix.lower() not in allowed:
+            raise click.BadParameter(f"{value} must end in {' or '.join(allowed)}")
+        return value
+    return check
+
+
+def names(known: Sequence[str], what: str) -> Callable:
+    """A callback: a comma-separated list of `what`s, each one of `known` (None where the option is not given)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+        if value is None:
+            return None
+        chosen = [v.strip() for v in value.split(",") if v.strip()]
+        for name in chosen:
+            if name not in known:
+                raise click.BadParameter(f"unknown {what} {name!r} (known: {', '.join(known)})")
+        return chosen
+    return check
+
+
+SIZE_NAMES = {"720p": 1280, "1080p": 1920, "4k": 3840}
+
+
+def frame_sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """A callback: frame sizes (longest side) in pixels or by name (720p, 1080p, 4k)."""
+    if value is None:
+        return None
+    sizes = []
+    for part in value.split(","):
+        part = part.strip().lower()
+        size = SIZE_NAMES.get(part) or (int(part) if part.isdigit() else None)
+        if size is None or size < 32:
+            raise click.BadParameter(f"bad size {part!r}: use pixels (e.g. 512) or 720p, 1080p, 4k")
+        sizes.append(size)
+    return sizes
+
+
+def numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    """A callback: a comma-separated list of numbers, none negative."""
+    return float_list(value, param.opts[0])
+
+
+def whole_numbers(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    """A callback: a comma-separated list of whole numbers."""
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of whole numbers") from None
+
+
 def json_option(what: str) -> Callable:
     return click.option("--json", "json_file", type=click.Path(dir_okay=False), metavar="FILE.json",
-                        help=f"Write {what} as JSON.")
+                        callback=suffix(".json"), help=f"Write {what} as JSON.")
 
 
+def bench_options(what: str) -> Callable:
+    """What every benchmark takes: VGG19's weights (seeded random unless given), the device, --json and --debug."""
+    return lambda f: apply(f, [weights_option("seeded random"), device_option, json_option(what), debug_option])
+
+
+pooling_option = click.option("--pooling", type=click.Choice(["max", "avg", "blur"]),
+                              help="VGG19's pooling in every variant, the cold frames included [the objective's own].")
 device_option = click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
                              help="The device.")
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -94,7 +157,7 @@ def job_options(f: Callable) -> Callable:
                           "did not write them; other files are never replaced."),
         click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Append JSON-lines events to FILE."),
         click.option("--report", "report_file", type=click.Path(dir_okay=False), metavar="FILE.html",
-                     help="Keep a self-contained HTML page of the run's progress, frames, plots and warnings up to "
+                     callback=suffix(".html", ".htm"), help="Keep a self-contained HTML page of the run's progress, frames, plots and warnings up to "
                           "date (open it in a browser: it refreshes itself while the run lasts)."),
         quiet_option,
         debug_option,
@@ -131,11 +194,6 @@ def make_executor(devices: str | None, ray_address: str | None, cfg: Any, report
     if len(device_list) > 1:
         return Pool(device_list, cfg.threads), cfg
     return None, cfg.replace(device=device_list[0]) if device_list else cfg
-
-
-def check_report(path: str | None) -> None:
-    if path and Path(path).suffix.lower() not in (".html", ".htm"):
-        raise click.BadParameter(f"{path} must end in .html", param_hint="--report")
 
 
 def report_writer(path: str | None, jobs: list[tuple[str, Path, Path, Path]]) -> Any:
@@ -179,6 +237,25 @@ def output_files(options: dict[str, str | None], reads: dict[str, list[Path]] | 
                 check_not_overwriting(path, reads, folder=False, name=option)
             for what, folder in (owned or {}).items():
                 check_outside(path, folder, option, what)
+
+
+def run_reads(input_path: str, styles: tuple[Path, ...], output: str, work_dir: str | None, cfg: Any,
+              files: dict[str, str | None]) -> dict[str, list[Path]]:
+    """The main command's files (`files`: option -> path) checked against what the run reads and the folders it
+    owns (its work directory, an OUTPUT folder), before any work. Returns what the run reads."""
+    reads = reads_of(Path(input_path), styles, cfg)
+    owned = {"work directory": Path(work_dir) if work_dir else default_work_dir(output)}
+    if output_kind(output) == "folder":
+        owned["OUTPUT folder"] = Path(output)
+    output_files(files, reads, owned)
+    return reads
+
+
+def batch_files(jobs: list[Any], work_dir: str | None, files: dict[str, str | None]) -> None:
+    """`batch`'s files checked against every job's INPUT, work directory and OUTPUT folder, before any job runs."""
+    owned = {f"work directory of job {job.number}": job_work_dir(job, work_dir) for job in jobs}
+    owned.update({f"OUTPUT folder of job {job.number}": job.output for job in jobs if output_kind(job.output) == "folder"})
+    output_files(files, {f"INPUT of job {job.number}": [job.input] for job in jobs}, owned)
 
 
 def float_list(value: str | None, name: str) -> list[float] | None:

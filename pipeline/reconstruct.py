@@ -58,6 +58,11 @@ def parse_subsets(text: str | None) -> list[list[str]]:
     return [layers[: i + 1] for i in range(len(layers))]
 
 
+def panel_layers(kind: str, text: str | None) -> list[list[str]]:
+    """The layers of each panel of a reconstruction figure: one layer each for content, subsets for style."""
+    return [[layer] for layer in parse_layers(text, CONTENT_LAYERS)] if kind == "content" else parse_subsets(text)
+
+
 @dataclass
 class Panel:
     label: str

@@ -316,3 +316,19 @@ def _listening(port: int) -> list[str]:
         if int(hex_port, 16) == port and state == "0A":
             out.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
     return out
+
+
+def test_status_and_its_page_never_load_torch(tmp_path, content_image, style_image):
+    """`status` answers from another shell at once: neither it nor the page it writes imports torch (the modules
+    that load it are pipeline.HEAVY, imported on first use by the commands that run the model)."""
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"jobs:\n  - {{input: '{content_image}', style: '{style_image}', output: '{tmp_path / 'o.png'}'}}\n")
+    code = ("import atexit, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)); "
+            f"sys.argv = ['nst-video', 'status', {str(jobs)!r}, '--html', {str(tmp_path / 'p.html')!r}]; "
+            "import cli; cli.main()")
+    result = run([sys.executable, "-c", code], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "p.html").exists() and result.stderr.strip().endswith("torch loaded: False")
+    import pipeline
+
+    assert set(pipeline.HEAVY) <= {p.stem for p in (ROOT / "pipeline").glob("*.py")}
