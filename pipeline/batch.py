@@ -38,7 +38,8 @@ def _spec(job: BatchJob, options: dict[str, Any], cfg: Config) -> Any:
 
 def run_one(job: BatchJob, base_config: Config, options: dict[str, Any], events: Callable[[Any], None],
             stop: Any, device: str | None = None) -> Outcome:
-    cfg = base_config.replace(**job.overrides, **({"device": device} if device else {}))
+    """One whole job; `device`: the device of the worker it landed on, which wins over a `device:` of its own."""
+    cfg = base_config.replace(**{**job.overrides, **({"device": device} if device else {})})
     try:
         spec = _spec(job, options, cfg)
         if spec is None:

@@ -16,8 +16,9 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import media, probe  # noqa: E402
-from pipeline.synthetic import moving_clip, save_random_weights, write_frames  # noqa: E402
+from pipeline import media, probe, video  # noqa: E402
+from pipeline.config import Config  # noqa: E402
+from pipeline.synthetic import MECHANICS_WEIGHTS, moving_clip, save_random_weights, write_frames  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -226,3 +227,23 @@ def same_frames(a: list[np.ndarray], b: list[np.ndarray]) -> None:
     assert len(a) == len(b) == 12
     for index, (x, y) in enumerate(zip(a, b)):
         assert np.array_equal(x, y), f"frame {index} differs (max {np.abs(x.astype(int) - y).max()})"
+
+
+def small(weights_file, **changes) -> Config:
+    values = dict(weights=str(weights_file), size=64, iterations=12, frame_iterations=4, device="cpu",
+                  tolerance=0.0, quality_slack=0.0, probe_iterations=10,  # no stop, no extension: exact counts
+                  **MECHANICS_WEIGHTS)
+    values.update(changes)
+    return Config(**values)
+
+
+def run_job(source, style, output, cfg, **job):
+    events = []
+    summary = video.run(video.Job(Path(source), (Path(style),), Path(output), **job), cfg, events=events.append)
+    return summary, events
+
+
+@pytest.fixture(scope="session")
+def synthetic_frames(tmp_path_factory):
+    clip = moving_clip(frames=5, width=96, height=64)
+    return write_frames(clip.frames, tmp_path_factory.mktemp("synthetic") / "frames")

@@ -224,3 +224,25 @@ def test_a_jobs_file_over_the_limit_is_refused_before_it_is_read(tmp_path):
         handle.truncate(jobfile.MAX_JOBS_FILE + 1)
     with pytest.raises(ConfigError, match="at most 4 MiB is read"):
         jobfile.load_jobs(str(spec))
+
+
+def test_a_batch_goes_on_after_a_failed_job_and_its_table_says_which(tmp_path, weights_file, style_image, frames_dir):
+    """run_batch in this process: a job that fails (its own `device:` does not exist) is reported failed with its
+    one line and the next job still runs; the summary table names both. Given the device of a worker, that device
+    wins over the job's own key (the unit runs where the worker is)."""
+    from pipeline import batch, jobfile
+    from pipeline.config import load_config
+    from pipeline.errors import StopFlag
+
+    spec = tmp_path / "jobs.yaml"
+    spec.write_text(f"jobs:\n  - {{input: '{frames_dir}', style: '{style_image}', output: '{tmp_path / 'a'}', "
+                    f"device: 'cuda:99'}}\n  - {{input: '{frames_dir}', style: '{style_image}', output: '{tmp_path / 'b'}'}}\n")
+    base = load_config("default", weights=str(weights_file), size=48, iterations=4, frame_iterations=2, device="cpu")
+    jobs = jobfile.load_jobs(str(spec), base_config=base)
+    events = []
+    outcomes = batch.run_batch(jobs, [], base, {}, events.append, StopFlag())
+    assert [o.status for o in outcomes] == ["failed", "done"] and "cuda:99" in outcomes[0].message
+    assert outcomes[1].frames == 14 and len(list((tmp_path / "b").glob("*.png"))) == 14
+    table = batch.summary_table(outcomes).splitlines()
+    assert len(table) == 3 and "failed: " in table[1] and table[2].rstrip().endswith("done")
+    assert [o.status for o in batch.run_batch(jobs[:1], ["cpu"], base, {}, events.append, StopFlag())] == ["done"]
