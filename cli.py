@@ -1,6 +1,7 @@
 """The nst-video command line. The library reports progress through events; this module owns printing."""
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -23,7 +24,7 @@ from pipeline.options import (batch_files, bench_options, check_progress, config
                               pooling_option, progress_options, quiet_option, report_writer, run_reads,
                               snapshot_folder, style_paths, suffix, weights_option, whole_numbers, write_json_if)
 from pipeline.serve import serve
-from pipeline.variants import DRIFT_VARIANTS
+from pipeline.variants import CLIP_NAMES, TUNED, VARIANTS
 from pipeline.workdir import default_work_dir
 
 EXAMPLES = """\b
@@ -247,7 +248,7 @@ def bench_command(ctx: click.Context, sizes: list[int] | None, frames: int, clip
     VGG19 forward and backward (ratio); a single image, multi-scale against single-scale L-BFGS, to the same
     loss; and a clip stylised by nst-video against a plain per-frame Gatys loop (300 L-BFGS evaluations per
     frame from the content image, as in the PyTorch tutorial): seconds per frame, speed-up, idle fraction,
-    peak memory, final losses and temporal error of both. `bench flicker` compares ways of handling time.
+    peak memory, final losses and temporal error of both. `bench temporal` judges flicker and quality at once.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -259,64 +260,46 @@ def bench_command(ctx: click.Context, sizes: list[int] | None, frames: int, clip
     write_json_if(json_file, measured)
 
 
-@bench_command.command("flicker")
-@click.option("--frames", type=click.IntRange(3, 200), default=12, show_default=True, help="Frames of the synthetic clip.")
-@click.option("--width", "size", type=click.IntRange(32, 1024), default=160, show_default=True, help="Width of the clip, px.")
-@click.option("--iterations", type=click.IntRange(3, 10000), default=120, show_default=True, help="First-frame iterations (later frames: a third).")
-@click.option("--temporal-weights", metavar="G1,G2,..", callback=numbers, help="Also run flow + temporal loss with each of these weights.")
-@pooling_option
-@bench_options("the table")
-@handle_errors
-def bench_flicker(frames: int, size: int, iterations: int, temporal_weights: list[float] | None, pooling: str | None,
-                  weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
-    """Temporal error, style loss, quality against cold frames and time per frame for each way of handling
-    time (cold frames, plain warm start, flow-warped start, Ruder's loss, the temporal loss held at full weight
-    and relaxed to the cold level as by default, + long-term, and earlier defaults), on a clip panning across a
-    photo with a moving object, whose true flow and disocclusions are known exactly. Temporal error is measured
-    with the true flow; the flow-estimated figure (what `eval` reports) is shown beside it."""
-    output_files({"--json": json_file})
-    rows = pipeline.bench.flicker_benchmark(frames=frames, size=size, iterations=iterations, weights=weights,
-                                            device=device, temporal_weights=temporal_weights,
-                                            overrides={"pooling": pooling} if pooling else None,
-                                            progress=lambda m: click.echo(f"running {m}", err=True))
-    click.echo(pipeline.bench.flicker_table(rows))
-    write_json_if(json_file, [r.__dict__ for r in rows])
-
-
-@bench_command.command("drift")
-@click.option("--frames", type=click.IntRange(12, 2000), default=100, show_default=True, help="Frames of the clip.")
-@click.option("--width", "size", type=click.IntRange(32, 1024), default=96, show_default=True, help="Width of the clip, px.")
+@bench_command.command("temporal")
+@click.option("--clips", "clip_names", metavar="C1,C2,..", callback=names(CLIP_NAMES, "clip"),
+              help=f"Clips to run [all]: {', '.join(CLIP_NAMES)} (tuned on: {', '.join(TUNED)}; the rest held out).")
+@click.option("--variants", metavar="V1,V2,..", callback=names(VARIANTS, "variant"),
+              help="Variants to run [default]: " + ", ".join(VARIANTS) + ".")
+@click.option("--temporal-weights", metavar="G1,G2,..", callback=numbers,
+              help="Also run the defaults with each of these temporal weights.")
+@click.option("--frames", type=click.IntRange(3, 2000), help="Frames of every clip [each its own: 12 to 96].")
+@click.option("--width", type=click.IntRange(32, 1024), help="Width of every clip, px [each its own: 96 to 160].")
 @click.option("--iterations", type=click.IntRange(3, 10000), default=240, show_default=True,
-              help="Iterations of a cold frame (the first, and the plain per-frame loop the references stand for).")
-@click.option("--frame-iterations", type=click.IntRange(1, 10000), default=60, show_default=True,
-              help="Cap of each later frame.")
-@click.option("--every", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Optimise every Nth frame cold as a reference.")
-@click.option("--objective", type=click.Choice(["tutorial", "default"]), default="tutorial", show_default=True,
-              help="The PyTorch tutorial's objective (keeps content on random weights) or the product's.")
-@click.option("--variants", metavar="V1,V2,..", callback=names(DRIFT_VARIANTS, "variant"),
-              help="Variants to run [all]: " + ", ".join(DRIFT_VARIANTS))
+              help="Iterations of a cold frame: the first, and the plain per-frame loop later frames are judged against.")
+@click.option("--frame-iterations", type=click.IntRange(1, 10000),
+              help=f"Cap of each later frame [the defaults': {Config().frame_iterations}].")
+@click.option("--cold-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Keep the cold references here, for reruns with the same clips and settings.")
+@click.option("--sheet", type=click.Path(dir_okay=False), callback=suffix(".png"), metavar="FILE.png",
+              help="Write a sheet of frames: first, middle and last of each variant beside cold ones, and differences.")
 @pooling_option
-@click.option("--plot", type=click.Path(dir_okay=False), callback=suffix(".png"),
-              help="Plot content + style per frame for each variant (PNG).")
-@bench_options("the table and per-frame values")
+@bench_options("the table and per-frame errors")
 @handle_errors
-def bench_drift(frames: int, size: int, iterations: int, frame_iterations: int, every: int, objective: str,
-                variants: list[str] | None, pooling: str | None, weights: str | None, device: str, plot: str | None,
-                json_file: str | None, debug: bool) -> None:
-    """Quality over time: a long shot made in code (a pan revealing new content, a slow zoom, a disc crossing
-    the frame) stylised by each variant, every later frame judged against a cold optimisation of the same
-    frame (sampled every --every frames). A drift shows as the last quarter's ratio above the first's."""
-    output_files({"--plot": plot, "--json": json_file})
-    rows, cold = pipeline.drift.drift_benchmark(frames=frames, size=size, iterations=iterations,
-                                                frame_iterations=frame_iterations, every=every, objective=objective,
-                                                variants=variants or None, weights=weights, device=device,
-                                                overrides={"pooling": pooling} if pooling else None,
-                                                progress=lambda m: click.echo(f"running {m}", err=True))
-    click.echo(pipeline.drift.drift_table(rows))
-    if plot:
-        pipeline.drift.drift_plot(rows, cold, plot, frames, objective)
-    write_json_if(json_file, {"rows": [r.__dict__ for r in rows], "cold": cold})
+def bench_temporal(clip_names: list[str] | None, variants: list[str] | None, temporal_weights: list[float] | None,
+                   frames: int | None, width: int | None, iterations: int, frame_iterations: int | None,
+                   cold_dir: str | None, sheet: str | None,
+                   pooling: str | None, weights: str | None, device: str, json_file: str | None, debug: bool) -> None:
+    """Flicker and quality at once, per clip and variant: photographs moved in code with exact flow (a pan with a
+    textured square, a zoom, a pan with a disc crossing, a rotation, a change of light, a 96-frame shot) and
+    MPI-Sintel's clip where ../shared/samples has it (judged with Farneback's flow). The temporal error uses the
+    true flow; sampled later frames are judged against the same frames optimised cold, by the objective and by
+    the layers on the other side of its ReLUs; and the evaluations per later frame."""
+    output_files({"--sheet": sheet, "--json": json_file})
+    chosen = {name: VARIANTS[name] for name in variants or ["default"]}
+    for gamma in temporal_weights or []:
+        chosen[f"gamma {gamma:g}"] = (f"the defaults, temporal weight {gamma:g}", {"temporal_weight": gamma})
+    rows = pipeline.temporal_bench.temporal_benchmark(
+        clips=clip_names, variants=chosen, iterations=iterations, frame_iterations=frame_iterations, frames=frames,
+        width=width, weights=weights,
+        device=device, cold_dir=cold_dir, sheet=sheet, overrides={"pooling": pooling} if pooling else None,
+        progress=lambda m: click.echo(f"running {m}", err=True))
+    click.echo(pipeline.temporal_bench.temporal_table(rows))
+    write_json_if(json_file, [dataclasses.asdict(r) for r in rows])
 
 
 @bench_command.command("chunks")
@@ -338,10 +321,10 @@ def bench_chunks(frames: int, size: int, max_frames: int, overlaps: tuple[int, .
     if any(k < 0 or k >= max_frames for k in overlaps):
         raise click.BadParameter(f"each overlap must be from 0 to {max_frames - 1}", param_hint="--overlaps")
     output_files({"--json": json_file})
-    rows = pipeline.drift.chunks_benchmark(frames=frames, size=size, max_frames=max_frames, overlaps=overlaps,
+    rows = pipeline.chunks_bench.chunks_benchmark(frames=frames, size=size, max_frames=max_frames, overlaps=overlaps,
                                            iterations=iterations, frame_iterations=frame_iterations, weights=weights,
                                            device=device, progress=lambda m: click.echo(f"running {m}", err=True))
-    click.echo(pipeline.drift.chunks_table(rows))
+    click.echo(pipeline.chunks_bench.chunks_table(rows))
     write_json_if(json_file, [r.__dict__ for r in rows])
 
 

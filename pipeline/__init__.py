@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 # The modules that load torch, imported on first use as `pipeline.NAME` (PEP 562), so that the commands that never
 # run the model (status, its page and --serve, config, --help) start without it.
-HEAVY = ("batch", "bench", "drift", "evaluate", "reconstruct", "runtime", "vgg", "video")
+HEAVY = ("batch", "bench", "chunks_bench", "evaluate", "reconstruct", "runtime", "temporal_bench", "vgg", "video")
 
 
 def __getattr__(name: str):

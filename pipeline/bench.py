@@ -1,15 +1,15 @@
 """Benchmarks anyone can rerun: fixed, seeded workloads made in code, random VGG19 weights unless a weights
 file is given, timings reported as ratios against a reference measured in the same run.
 
-    flicker   the known-motion clip through each way of handling time (Ruder et al. 2016's comparison)
     speed     s/iteration against bare VGG19, s/frame, idle fraction, memory, and plain per-frame Gatys
-    drift, chunks   long shots (drift.py)
+    temporal  flicker and quality at once over clips with known motion (temporal_bench.py)
+    chunks    a long shot in chunks: what the seams cost (chunks_bench.py)
 """
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,21 +19,12 @@ from . import media, video
 from .config import Config, load_config
 from .losses import build_objective
 from .memory import peak_bytes
-from .metrics import temporal_errors, truth_error
+from .clips import flicker_clip, photo
+from .metrics import truth_error
 from .optimise import Plan, stylise
 from .runtime import peak_memory, reset_peak_memory, synchronize
-from .synthetic import MECHANICS_WEIGHTS, SyntheticClip, moving_clip, save_random_weights, texture, write_frames
+from .synthetic import MECHANICS_WEIGHTS, save_random_weights, write_frames
 from .tensors import to_frame, to_tensor
-
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-
-
-def _photo(name: str, fallback_seed: int, size: tuple[int, int]) -> np.ndarray:
-    """A bundled sample image if present, else a made-up texture (so benches run from any install)."""
-    path = SAMPLES / name
-    image = media.read_image(path) if path.exists() else texture(size[1], size[0], fallback_seed)
-    return image
-
 
 @dataclass
 class Workspace:
@@ -49,7 +40,7 @@ class Workspace:
         if weights is None:
             weights = str(save_random_weights(root / "vgg19-random.pth", seed=seed))
         style = root / "style.png"
-        media.write_image(style, _photo("the_scream.png", seed + 7, (256, 320)))
+        media.write_image(style, photo("the_scream.png", seed + 7, (256, 320)))
         return cls(root, weights, style)
 
     def cleanup(self) -> None:
@@ -58,101 +49,10 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-# ---- flicker: Ruder et al.'s comparison on a clip with known motion --------------------------------
-
-FLICKER_VARIANTS = {
-    "cold": ("each frame cold and independent", dict(warm_start=False)),
-    "plain": ("plain warm start", dict(flow=False)),
-    "flow": ("flow-warped warm start", dict(temporal_weight=0.0)),
-    "ruder": ("flow + Ruder's pixel-wise temporal loss", dict(temporal_detail=1.0, unreliable_init="warped",
-                                                               start_warp="bilinear", quality_slack=0.0)),
-    "held": ("flow + temporal loss held at full weight", dict(temporal_relax=1.0, quality_slack=1.15)),
-    "temporal": ("flow + temporal loss (default)", dict()),
-    "long-term": ("flow + temporal + long-term (K=2)", dict(long_term=2)),
-    "previous": ("flow + temporal loss, earlier defaults (bilinear start, relaxed to any weight, judged on the sum, "
-                 "a miss restarting, the weight halved at each relaxation)",
-                 dict(start_warp="bilinear", relax_share=0.0, reprobe_after=0, term_slack=0.0, carry_misses=False,
-                      temporal_relax=0.5)),
-    "restart": ("flow + temporal loss, a miss restarting the next frame where it started", dict(carry_misses=False)),
-    "halving": ("flow + temporal loss, the weight halved at each relaxation", dict(temporal_relax=0.5)),
-}
-
-
-@dataclass
-class FlickerRow:
-    name: str
-    label: str
-    temporal_error: float          # RMSE 0-255 with the true flow over truly visible pixels
-    temporal_error_estimated: float  # the same with flow estimated on the original (what `eval` reports)
-    style_loss: float              # mean final (weighted) style loss per frame
-    content_loss: float
-    first_iterations: int
-    later_iterations: float
-    first_seconds: float
-    later_seconds: float
-    temporal_weight: float
-    per_frame: list[tuple[float, float]] = field(default_factory=list)   # (content, style) of every frame
-    level_iterations: float = 0.0  # per later frame, spent measuring the cold level (probes)
-    pooling: str = ""              # VGG19's pooling in the objective
-
-    def quality_ratios(self, cold: "FlickerRow") -> list[float]:
-        """Later frames' content + style against the same frame optimised cold (the cold row's)."""
-        return [(c + s) / (cc + cs) for (c, s), (cc, cs) in zip(self.per_frame[1:], cold.per_frame[1:])]
-
-
-def later_evaluations(summary: video.Summary) -> tuple[float, float]:
-    """Evaluations of the objective per later frame, mean: the frames' own, and those spent measuring the cold
-    level they are judged against (probes, references) shared out over them."""
+def later_evaluations(summary: video.Summary) -> float:
+    """Evaluations of the objective per later frame, mean (0 for a single frame)."""
     later = len(summary.iterations) - 1
-    if later < 1:
-        return 0.0, 0.0
-    return sum(summary.iterations[1:]) / later, summary.level_iterations / later
-
-
-def flicker_clip(frames: int, size: int) -> SyntheticClip:
-    width, height = size, round(size * 0.6) // 2 * 2
-    return moving_clip(frames, width, height, pan=2, object_speed=3, object_size=max(12, height // 3),
-                       background=_photo("tubingen.png", 11, (width * 2, height)))
-
-
-def flicker_benchmark(*, frames: int = 12, size: int = 160, iterations: int = 120, frame_iterations: int | None = None,
-                      weights: str | None = None, device: str = "cpu", seed: int = 0,
-                      variants: list[str] | None = None, temporal_weights: list[float] | None = None,
-                      overrides: dict | None = None, progress: Callable[[str], None] = lambda message: None) -> list[FlickerRow]:
-    """Stylise the known-motion clip every way and measure each. Later frames get a third of the first
-    frame's iterations in every warm variant; cold frames all get the first frame's. `overrides`: settings
-    of every variant, the cold frames included (an objective to compare, such as the pooling)."""
-    workspace = Workspace.create(weights, seed)
-    try:
-        clip = flicker_clip(frames, size)
-        source = write_frames(clip.frames, workspace.root / "input")
-        base = dict(weights=workspace.weights, size=size, iterations=iterations,
-                    frame_iterations=frame_iterations or max(1, iterations // 3), device=device, seed=seed,
-                    **(MECHANICS_WEIGHTS if weights is None else {}), **(overrides or {}))
-        runs: list[tuple[str, str, dict]] = [(n, *FLICKER_VARIANTS[n]) for n in (variants or list(FLICKER_VARIANTS))]
-        for gamma in temporal_weights or []:
-            runs.append((f"temporal@{gamma:g}", f"flow + temporal loss, gamma {gamma:g}", dict(temporal_weight=gamma)))
-        rows = []
-        for name, label, changes in runs:
-            cfg = Config(**{**base, **changes})
-            progress(f"{name}: {label}")
-            output = workspace.root / f"out-{name}".replace(".", "_")  # a folder: no suffix
-            summary = video.run(video.Job(source, (workspace.style,), output), cfg)
-            stylised = [media.read_image(output / media.FRAME_NAME.format(i)) for i in range(frames)]
-            resized = [media.resize(f, (s.shape[1], s.shape[0])) for f, s in zip(clip.frames, stylised)]
-            estimated = temporal_errors(iter(stylised), iter(resized), cfg=cfg).mean("stylised")
-            finals = [summary.losses[i] for i in range(frames)]
-            later_iterations, level_iterations = later_evaluations(summary)
-            rows.append(FlickerRow(
-                name, label, truth_error(stylised, clip.backward, clip.visible), estimated,
-                float(np.mean([f["style"] for f in finals])), float(np.mean([f["content"] for f in finals])),
-                summary.iterations[0], later_iterations, summary.first_frame_seconds or 0.0,
-                float(np.mean(summary.later_frame_seconds)) if summary.later_frame_seconds else 0.0,
-                cfg.temporal_weight if cfg.flow and cfg.warm_start else 0.0,
-                [(f["content"], f["style"]) for f in finals], level_iterations, cfg.pooling))
-        return rows
-    finally:
-        workspace.cleanup()
+    return sum(summary.iterations[1:]) / later if later > 0 else 0.0
 
 
 def _table(columns: list[tuple[str, int, Callable]], rows: list, note: str = "") -> str:
@@ -163,28 +63,6 @@ def _table(columns: list[tuple[str, int, Callable]], rows: list, note: str = "")
     return "\n".join(lines + [line([cell(r) for _, _, cell in columns]) for r in rows])
 
 
-def flicker_table(rows: list[FlickerRow]) -> str:
-    cold = next((r for r in rows if r.name == "cold"), rows[0])
-    quarter = max(1, (len(cold.per_frame) - 1) // 4)
-
-    def ratio(r: FlickerRow, part: slice) -> str:
-        ratios = r.quality_ratios(cold)[part]
-        return f"{sum(ratios) / len(ratios):.3f}" if ratios else "-"
-    return _table([
-        ("variant", 38, lambda r: r.label),
-        ("temporal err", 12, lambda r: f"{r.temporal_error:.3f}"),
-        ("(est. flow)", 11, lambda r: f"{r.temporal_error_estimated:.3f}"),
-        ("vs cold", 8, lambda r: f"{r.temporal_error / cold.temporal_error:.3f}"),
-        ("style loss", 11, lambda r: f"{r.style_loss:.4g}"),
-        ("vs cold", 8, lambda r: f"{r.style_loss / cold.style_loss:.3f}"),
-        ("c+s vs cold", 11, lambda r: ratio(r, slice(None))),
-        ("1st q", 6, lambda r: ratio(r, slice(0, quarter))),
-        ("last q", 6, lambda r: ratio(r, slice(-quarter, None))),
-        ("it first/later+level", 20,
-         lambda r: f"{r.first_iterations}/{r.later_iterations:.1f}+{r.level_iterations:.1f}"),
-        ("s first/later", 14, lambda r: f"{r.first_seconds:.2f}/{r.later_seconds:.2f}")], rows)
-
-
 # ---- speed: overhead, multi-scale, and the clip against plain per-frame Gatys -------------------------
 
 def _setup(cfg: Config, device, size: tuple[int, int]):
@@ -192,8 +70,8 @@ def _setup(cfg: Config, device, size: tuple[int, int]):
 
     objective = build_objective(cfg, device)
     model = objective.model
-    content = to_tensor(media.resize(_photo("tubingen.png", 3, size), size), device)
-    objective.set_style([to_tensor(_photo("the_scream.png", 7, (320, 400)), device)])
+    content = to_tensor(media.resize(photo("tubingen.png", 3, size), size), device)
+    objective.set_style([to_tensor(photo("the_scream.png", 7, (320, 400)), device)])
     objective.set_content(content)
     return model, objective, content
 
@@ -341,7 +219,6 @@ class ClipRow:
     ours_later: float
     ours_iterations_first: int
     ours_iterations_later: float
-    ours_level_iterations: float   # per later frame, spent measuring the cold level (probes)
     idle_fraction: float
     peak_memory: int
     reference_seconds: float
@@ -367,7 +244,7 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
         clip = flicker_clip(frames, width)
         source = write_frames(clip.frames, workspace_root / "input")
         style = workspace_root / "style.png"
-        media.write_image(style, _photo("the_scream.png", 7, (320, 400)))
+        media.write_image(style, photo("the_scream.png", 7, (320, 400)))
         progress(f"nst-video on {frames} frames at {width} px")
         reset_peak_memory(device)
         summary = video.run(video.Job(source, (style,), workspace_root / "ours"), cfg)
@@ -384,7 +261,7 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
         truth = lambda images: truth_error([media.resize(i, (clip.frames[0].shape[1], clip.frames[0].shape[0]))  # noqa: E731
                                             for i in images], clip.backward, clip.visible)
         return ClipRow((size[0], size[1]), frames, ours_total, summary.first_frame_seconds or 0.0,
-                       float(np.mean(later)), summary.iterations[0], *later_evaluations(summary),
+                       float(np.mean(later)), summary.iterations[0], later_evaluations(summary),
                        summary.idle_fraction, peak_memory(device), ref_total, float(np.mean(seconds)),
                        ref_total / ours_total, float(np.mean(seconds[1:])) / float(np.mean(later)),
                        float(np.mean([f["style"] for f in finals])),
@@ -451,8 +328,7 @@ def clip_report(row: "ClipRow") -> str:
     return "\n".join([
         f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:",
         f"  nst-video: {row.ours_seconds:.1f} s (first frame {row.ours_first:.2f} s, {row.ours_iterations_first} "
-        f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations + "
-        f"{row.ours_level_iterations:.1f} probing the cold level); "
+        f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations); "
         f"optimiser idle {100 * row.idle_fraction:.1f}%; peak memory {row.peak_memory / 2**20:.0f} MiB",
         f"  plain per-frame Gatys: {row.reference_seconds:.1f} s ({row.reference_per_frame:.2f} s/frame)",
         f"  speed-up: whole clip {row.speedup:.2f}x, later frames {row.later_speedup:.2f}x",

@@ -184,26 +184,6 @@ def line_plot(x: Sequence[float], series: Mapping[str, Sequence[float]], path: s
     _save(fig, path)
 
 
-def quality_plot(series: Mapping[str, Sequence[float]], references: Mapping[int, float], path: str | Path, *,
-                 title: str) -> None:
-    """Quality over time: each variant's content + style per frame (lines) and the cold optimisation of the
-    sampled frames (dots), log scale, so a drifting stretch stands out against the level it should keep."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for name, values in series.items():
-        ax.plot(range(len(values)), values, label=name, linewidth=1.2)
-    if references:
-        ax.plot(list(references), list(references.values()), "ko", markersize=4, label="cold, same frame")
-    ax.set_yscale("log")
-    ax.set_xlabel("frame")
-    ax.set_ylabel("content + style (weighted)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3, which="both")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-
-
 def progress_figures(snapshots: "Snapshots | None", sheet: str | None, animation: str | None) -> None:
     """After a run with --save-every: its contact sheet and its animation, where asked for."""
     if snapshots is None:

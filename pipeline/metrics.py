@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .config import Config
-from .flow import FlowEstimator, analyse, to_gray, warp
+from .flow import FlowEstimator, analyse, warp
 
 
 @dataclass
@@ -127,14 +127,6 @@ def temporal_errors(stylised: Iterable[np.ndarray], original: Iterable[np.ndarra
     if index < 1:
         raise ValueError("temporal error needs at least 2 frames")
     return evaluation
-
-
-def detail_energy(frame: np.ndarray) -> tuple[float, float]:
-    """Fine detail of an RGB uint8 frame along each axis: the mean squared difference of neighbouring luminance
-    values (0-1) across x and across y. Texture smeared along a horizontal motion (the streaks of repeated
-    sub-pixel warps) loses its x energy first; a grain-like texture has about as much of both."""
-    grey = to_gray(frame.astype(np.float32)) / 255   # float in, float out: no rounding to 8 bits
-    return float(np.square(np.diff(grey, axis=1)).mean()), float(np.square(np.diff(grey, axis=0)).mean())
 
 
 def truth_error(stylised: list[np.ndarray], backward: list[np.ndarray], visible: list[np.ndarray]) -> float:
