@@ -228,12 +228,12 @@ def eval_command(stylised: str, original: str, size: int | None, json_file: str 
               help="Frame sizes (longest side, or 720p/1080p/4k) [CPU: 256; GPU: 512,1080p].")
 @click.option("--frames", type=click.IntRange(2, 1000), default=24, show_default=True, help="Frames of the clip.")
 @click.option("--clip-size", type=click.IntRange(32, 4096), help="Width of the clip [CPU: 160; GPU: 512].")
-@click.option("--precisions", metavar="P1,P2,..", callback=names(("fp32", "tf32", "bf16"), "precision"),
-              help="Precisions for the image test [CPU: fp32; GPU: fp32,tf32,bf16].")
+@click.option("--precisions", metavar="P1,P2,..", callback=names(("auto", "fp32", "tf32", "bf16"), "precision"),
+              help="Precisions for the overhead and image tests [CPU: auto; GPU: fp32,tf32,bf16].")
 @click.option("--reference-evaluations", type=click.IntRange(1, 100000), default=300, show_default=True,
               help="L-BFGS evaluations per frame of the plain per-frame loop.")
-@click.option("--skip", metavar="PART,..", default="", callback=names(("overhead", "image", "clip"), "part"),
-              help="Leave out parts: overhead, image, clip.")
+@click.option("--skip", metavar="PART,..", default="", callback=names(("overhead", "flow", "image", "clip"), "part"),
+              help="Leave out parts: overhead, flow, image, clip.")
 @click.option("--config", "config_name", default="default", show_default=True, metavar="NAME|PATH",
               help="Settings under test.")
 @bench_options("every figure")
@@ -245,7 +245,8 @@ def bench_command(ctx: click.Context, sizes: list[int] | None, frames: int, clip
     """Benchmarks on fixed, seeded workloads made in code (random VGG19 weights unless --weights).
 
     Without a subcommand: speed on this device. Seconds per iteration of the full objective against a bare
-    VGG19 forward and backward (ratio); a single image, multi-scale against single-scale L-BFGS, to the same
+    VGG19 forward and backward (ratio), per precision; optical flow per frame against a later frame's
+    optimisation, and how long the device would wait for it; a single image, multi-scale against single-scale L-BFGS, to the same
     loss; and a clip stylised by nst-video against a plain per-frame Gatys loop (300 L-BFGS evaluations per
     frame from the content image, as in the PyTorch tutorial): seconds per frame, speed-up, idle fraction,
     peak memory, final losses and temporal error of both. `bench temporal` judges flicker and quality at once.

@@ -22,7 +22,7 @@ from .memory import peak_bytes
 from .clips import flicker_clip, photo
 from .metrics import truth_error
 from .optimise import Plan, stylise
-from .runtime import peak_memory, reset_peak_memory, synchronize
+from .runtime import peak_memory, reset_peak_memory, resolve_precision, synchronize
 from .synthetic import MECHANICS_WEIGHTS, save_random_weights, write_frames
 from .tensors import to_frame, to_tensor
 
@@ -88,6 +88,7 @@ def _timed(fn: Callable[[], None], device, repeats: int) -> float:
 @dataclass
 class OverheadRow:
     size: tuple[int, int]
+    precision: str
     objective_seconds: float
     bare_seconds: float
     ratio: float
@@ -123,8 +124,42 @@ def overhead_benchmark(size: tuple[int, int], cfg: Config, device, repeats: int 
         bare_times.append(_timed(bare, device, repeats))
         objective_times.append(_timed(full, device, repeats))
     objective_s, bare_s = float(np.median(objective_times)), float(np.median(bare_times))
-    return OverheadRow(size, objective_s, bare_s, objective_s / bare_s, peak_memory(device),
-                       peak_bytes(size[1], size[0], cfg))
+    return OverheadRow(size, resolve_precision(device, cfg.precision), objective_s, bare_s, objective_s / bare_s,
+                       peak_memory(device), peak_bytes(size[1], size[0], cfg))
+
+
+@dataclass
+class FlowRow:
+    size: tuple[int, int]
+    flow_seconds: float            # one frame's motion analysis (flow both ways, consistency, cut tests), one thread
+    later_seconds: float           # one later frame's optimisation at its budget (frame_iterations x s/iteration)
+    workers: int                   # threads the product computes the flow in on this device
+    idle_fraction: float           # of the device's time, waiting for the flow, in a steady state
+
+    @property
+    def ratio(self) -> float:
+        return self.flow_seconds / self.later_seconds
+
+
+def flow_benchmark(size: tuple[int, int], cfg: Config, device, iteration_seconds: float, repeats: int = 3) -> FlowRow:
+    """Seconds of one frame's motion analysis at `size` (a photograph panned 3 px) against a later frame's
+    optimisation; with the flow in `flow_workers` threads ahead of the optimiser, the device waits only where a
+    frame's flow per thread takes longer than its optimisation."""
+    from .flow import MotionAnalyser, flow_workers
+
+    width, height = size
+    wide = photo("tubingen.png", 3, (width + 3, height))
+    first, second = wide[:, 3:], wide[:, :-3]
+    analyser = MotionAnalyser(cfg.replace(long_term=0))
+    analyser.pair(first, second)  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        analyser.pair(first, second)
+        times.append(time.perf_counter() - started)
+    flow_s, later_s = float(np.median(times)), iteration_seconds * cfg.frame_iterations
+    workers = flow_workers(device.type)
+    return FlowRow(size, flow_s, later_s, workers, max(0.0, 1 - later_s * workers / flow_s))
 
 
 @dataclass
@@ -169,7 +204,7 @@ def image_benchmark(size: tuple[int, int], cfg: Config, device) -> ImageRow:
     target = max(multi_final, single_final)
     reach = lambda points: next((t for t, loss in points if loss <= target * 1.0001), points[-1][0])  # noqa: E731
     t_multi, t_single = reach(multi_points), reach(single_points)
-    return ImageRow(size, cfg.precision, t_multi, t_single, t_single / t_multi, target, multi_final, single_final,
+    return ImageRow(size, resolve_precision(device, cfg.precision), t_multi, t_single, t_single / t_multi, target, multi_final, single_final,
                     [list(s) for s in sizes])
 
 
@@ -220,6 +255,7 @@ class ClipRow:
     ours_iterations_first: int
     ours_iterations_later: float
     idle_fraction: float
+    flow_seconds: float           # per frame, summed over the flow threads
     peak_memory: int
     reference_seconds: float
     reference_per_frame: float
@@ -262,7 +298,8 @@ def clip_benchmark(frames: int, width: int, cfg: Config, device, workspace: Work
                                             for i in images], clip.backward, clip.visible)
         return ClipRow((size[0], size[1]), frames, ours_total, summary.first_frame_seconds or 0.0,
                        float(np.mean(later)), summary.iterations[0], later_evaluations(summary),
-                       summary.idle_fraction, peak_memory(device), ref_total, float(np.mean(seconds)),
+                       summary.idle_fraction, summary.flow_seconds / max(summary.flow_pairs, 1), peak_memory(device),
+                       ref_total, float(np.mean(seconds)),
                        ref_total / ours_total, float(np.mean(seconds[1:])) / float(np.mean(later)),
                        float(np.mean([f["style"] for f in finals])),
                        float(np.mean([f["style"] for f in reference_finals])),
@@ -284,7 +321,7 @@ def speed_benchmark(config_name: str, device, sizes: list[int] | None, precision
     returns them all for --json. Sizes, precisions and the clip's width not given are the device's defaults."""
     gpu = device.type == "cuda"
     sizes = sizes or ([512, 1920] if gpu else [256])
-    precisions = precisions or (["fp32", "tf32", "bf16"] if gpu else ["fp32"])
+    precisions = precisions or (["fp32", "tf32", "bf16"] if gpu else ["auto"])
     clip_size = clip_size or (512 if gpu else 160)
 
     workspace = Workspace.create(weights)
@@ -294,15 +331,31 @@ def speed_benchmark(config_name: str, device, sizes: list[int] | None, precision
         report: dict = {"device": str(device), "torch": __import__("torch").__version__,
                         "weights": "given" if weights else "seeded random", "config": config_name}
         frame_sizes = [(longest, round(longest * 9 / 16) // 2 * 2) for longest in sizes]
+        iteration = {}
         if "overhead" not in skip:
-            say("objective vs bare VGG19 forward+backward (s/iteration):")
+            say("objective vs bare VGG19 forward+backward (s/iteration), and a later frame at its budget:")
             report["overhead"] = []
             for size in frame_sizes:
-                row = overhead_benchmark(size, cfg.replace(size=size[0]), device)
-                report["overhead"].append(row.__dict__)
-                say(f"  {size[0]}x{size[1]}: objective {row.objective_seconds:.4f}, bare {row.bare_seconds:.4f}, "
-                    f"ratio {row.ratio:.3f}; peak memory {row.peak_memory / 2**20:.0f} MiB "
-                    f"(estimate {row.estimated_memory / 2**20:.0f} MiB)")
+                for precision in precisions:
+                    row = overhead_benchmark(size, cfg.replace(size=size[0], precision=precision), device)
+                    report["overhead"].append(row.__dict__)
+                    if size not in iteration or row.precision == resolve_precision(device, cfg.precision):
+                        iteration[size] = row.objective_seconds  # the flow is set against the default precision
+                    say(f"  {size[0]}x{size[1]} {row.precision}: objective {row.objective_seconds:.4f}, bare "
+                        f"{row.bare_seconds:.4f}, ratio {row.ratio:.3f}; later frame {cfg.frame_iterations} x "
+                        f"{row.objective_seconds:.4f} = {cfg.frame_iterations * row.objective_seconds:.2f} s; peak memory "
+                        f"{row.peak_memory / 2**20:.0f} MiB (estimate {row.estimated_memory / 2**20:.0f} MiB)")
+        if "flow" not in skip:
+            say("optical flow per frame against a later frame's optimisation (s):")
+            report["flow"] = []
+            for size in frame_sizes:
+                if size not in iteration:
+                    iteration[size] = overhead_benchmark(size, cfg.replace(size=size[0]), device).objective_seconds
+                row = flow_benchmark(size, cfg.replace(size=size[0]), device, iteration[size])
+                report["flow"].append({**row.__dict__, "ratio": row.ratio})
+                say(f"  {size[0]}x{size[1]}: flow {row.flow_seconds:.3f} s (one thread), optimisation "
+                    f"{row.later_seconds:.2f} s, flow/optimisation {row.ratio:.2f}; in {row.workers} flow "
+                    f"thread(s) the device waits {100 * row.idle_fraction:.0f}% of the time")
         if "image" not in skip:
             say("single image, multi-scale schedule vs single-scale L-BFGS, time to the same loss:")
             report["image"] = []
@@ -329,7 +382,8 @@ def clip_report(row: "ClipRow") -> str:
         f"clip, {row.frames} frames at {row.size[0]}x{row.size[1]}:",
         f"  nst-video: {row.ours_seconds:.1f} s (first frame {row.ours_first:.2f} s, {row.ours_iterations_first} "
         f"iterations; later {row.ours_later:.2f} s, {row.ours_iterations_later:.1f} iterations); "
-        f"optimiser idle {100 * row.idle_fraction:.1f}%; peak memory {row.peak_memory / 2**20:.0f} MiB",
+        f"flow {row.flow_seconds:.3f} s a frame; optimiser idle {100 * row.idle_fraction:.1f}%; peak memory "
+        f"{row.peak_memory / 2**20:.0f} MiB",
         f"  plain per-frame Gatys: {row.reference_seconds:.1f} s ({row.reference_per_frame:.2f} s/frame)",
         f"  speed-up: whole clip {row.speedup:.2f}x, later frames {row.later_speedup:.2f}x",
         f"  final style loss {row.ours_style:.4g} vs {row.reference_style:.4g}; content "

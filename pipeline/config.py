@@ -99,7 +99,8 @@ class Config:
     init: str = _field("content", doc="start of the first frame: content, noise, or the path of an image", flag=True, metavar="content|noise|IMAGE")
     seed: int = _field(0, doc="random seed (noise init); CPU runs are deterministic for a given seed", flag=True)
     device: str = _field("auto", frames=False, doc="the device: auto, cpu, cuda or cuda:N", flag=True, metavar="auto|cpu|cuda|cuda:N")
-    precision: str = _field("fp32", doc="numeric precision: fp32, tf32 or bf16 (CUDA)", flag=True)
+    # TF32 keeps 10 mantissa bits in the convolutions; fp32 is strict, bf16 (autocast) keeps the losses in fp32.
+    precision: str = _field("auto", doc="numeric precision: auto (tf32 on CUDA from Ampere on, else fp32), fp32, tf32 or bf16", flag=True)
     # Not frames=False: the tolerance stop is checked at these read-backs.
     log_every: int = _field(10, doc="iterations between loss read-backs (host syncs): progress, and where the tolerance stop is checked")
     # ---- video --------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ CHOICES = {
     "pooling": ("max", "avg", "blur"),
     "loss_scale": ("mean", "paper"),
     "optimizer": ("lbfgs", "adam"),
-    "precision": ("fp32", "tf32", "bf16"),
+    "precision": ("auto", "fp32", "tf32", "bf16"),
     "flow_method": ("dis", "farneback"),
     "dis_preset": ("ultrafast", "fast", "medium"),
     "unreliable_init": ("content", "noise", "warped", "inpaint", "matched"),

@@ -6,8 +6,13 @@ is estimate(frame_t, frame_{t-1}); warping the previous result with it brings it
 """
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -234,6 +239,7 @@ class MotionAnalyser:
         self.offsets = long_term_offsets(cfg.long_term) if cfg.flow else [1]
         self.estimator = FlowEstimator(cfg.flow_method, cfg.dis_preset) if cfg.flow else None
         self.history: deque[np.ndarray] = deque(maxlen=max(self.offsets))
+        self.seconds, self.pairs = 0.0, 0  # time spent in pair(), and how many
 
     def __call__(self, frame: np.ndarray, *, needed: bool = True) -> list[Motion]:
         motions = []
@@ -245,6 +251,14 @@ class MotionAnalyser:
         return motions
 
     def pair(self, earlier: np.ndarray, frame: np.ndarray, offset: int = 1) -> Motion:
+        started = time.perf_counter()
+        try:
+            return self._pair(earlier, frame, offset)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.pairs += 1
+
+    def _pair(self, earlier: np.ndarray, frame: np.ndarray, offset: int) -> Motion:
         cfg = self.cfg
         if self.estimator is None:
             distance = histogram_distance(earlier, frame)
@@ -252,3 +266,69 @@ class MotionAnalyser:
             return Motion(offset, np.zeros(frame.shape[:2] + (2,), np.float32), empty, 1.0, distance,
                           distance > cfg.cut_histogram)
         return analyse(earlier, frame, self.estimator, cfg, offset=offset)
+
+
+def flow_workers(device_type: str) -> int:
+    """Threads that compute the flow ahead of the optimiser: one where the optimiser runs on the CPU (it wants the
+    cores, and a frame's flow is a small share of a CPU frame's time); on a GPU, where a 1080p frame's optimisation
+    can take less time than its flow on one core, one per two cores, up to 4."""
+    return 1 if device_type == "cpu" else max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class MotionStream:
+    """Each (index, frame) of `items` with its motions, in order: MotionAnalyser's, for the frames `needed` says
+    (the others get none). With `workers` > 1 a pool of threads, each with its own estimator, analyses up to
+    `workers` frames ahead of the consumer, so the results are the same as one thread's, only sooner.
+    `seconds` and `pairs`: flow time summed over the threads, and the pairs analysed."""
+
+    def __init__(self, cfg: Config, workers: int = 1, needed: Callable[[int], bool] = lambda index: True):
+        self.cfg, self.workers, self.needed = cfg, max(1, workers), needed
+        self.offsets = long_term_offsets(cfg.long_term) if cfg.flow else [1]
+        self._analysers: list[MotionAnalyser] = []
+        self._local = threading.local()
+
+    @property
+    def seconds(self) -> float:
+        return sum(a.seconds for a in self._analysers)
+
+    @property
+    def pairs(self) -> int:
+        return sum(a.pairs for a in self._analysers)
+
+    def _analyser(self) -> MotionAnalyser:
+        analyser = getattr(self._local, "analyser", None)
+        if analyser is None:
+            analyser = self._local.analyser = MotionAnalyser(self.cfg)
+            self._analysers.append(analyser)
+        return analyser
+
+    def _motions(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> list[Motion]:
+        analyser = self._analyser()
+        return [analyser.pair(earlier, frame, offset) for earlier, frame, offset in pairs]
+
+    def __call__(self, items: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, list[Motion]]]:
+        history: deque[np.ndarray] = deque(maxlen=max(self.offsets))
+
+        def pairs(index: int, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+            found = [(history[-o], frame, o) for o in self.offsets if o <= len(history)] if self.needed(index) else []
+            history.append(frame)
+            return found
+
+        if self.workers == 1:
+            for index, frame in items:
+                yield index, frame, self._motions(pairs(index, frame))
+            return
+        pending: deque = deque()
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="flow") as pool:
+            try:
+                for index, frame in items:
+                    pending.append((index, frame, pool.submit(self._motions, pairs(index, frame))))
+                    if len(pending) >= self.workers:
+                        index, frame, motions = pending.popleft()
+                        yield index, frame, motions.result()
+                while pending:
+                    index, frame, motions = pending.popleft()
+                    yield index, frame, motions.result()
+            finally:
+                for *_, motions in pending:
+                    motions.cancel()

@@ -44,7 +44,9 @@ class Summary:
     iterations: list[int] = field(default_factory=list)        # per stylised frame, in order
     first_frame_seconds: float | None = None
     later_frame_seconds: list[float] = field(default_factory=list)
-    idle_fraction: float = 0.0
+    idle_fraction: float = 0.0            # of the frame loop's time, the optimiser waiting for decode, flow or write
+    flow_seconds: float = 0.0              # optical flow computed, summed over its threads,
+    flow_pairs: int = 0                    # for this many frame pairs
     peak_memory: int = 0
     warnings: list[str] = field(default_factory=list)
     # per frame: the losses at every iteration with Job.keep_histories, else at the first and last only
@@ -61,7 +63,7 @@ class Summary:
 
     def merge(self, part: "Summary") -> None:
         """Add the figures of one unit of a run in shots (run_shot), taken in the order of the frames."""
-        for name in ("stylised", "resumed", "early_stops", "reference_iterations"):
+        for name in ("stylised", "resumed", "early_stops", "reference_iterations", "flow_seconds", "flow_pairs"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.iterations += part.iterations
         self.later_frame_seconds += part.later_frame_seconds

@@ -46,12 +46,24 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model.to(memory_format=torch.channels_last) if channels_last(device) else model
 
 
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """What `precision` means on `device`: `auto` is TF32 on CUDA devices that have it (Ampere, compute
+    capability 8.0, and newer: PyTorch's own default for convolutions) and strict fp32 everywhere else."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
+        return "tf32"
+    return "fp32"
+
+
 def configure(device: torch.device, precision: str) -> torch.dtype | None:
-    """Set cuDNN autotuning and TF32 for `precision`; return the autocast dtype (bf16) or None.
-    TF32 only exists on CUDA (Ampere and newer); on the CPU `tf32` computes in fp32."""
+    """Set cuDNN autotuning and TF32 for `precision` (resolve_precision); return the autocast dtype (bf16) or None.
+    CUDA's settings are left alone on other devices: there `tf32` computes in fp32, and `bf16` runs the network
+    under the CPU's bf16 autocast."""
+    precision = resolve_precision(device, precision)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed frame sizes: autotune each convolution once
-        tf32 = precision in ("tf32", "bf16")
+        tf32 = precision in ("tf32", "bf16")  # fp32 is strict: no TF32 even where PyTorch would allow it
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
     return torch.bfloat16 if precision == "bf16" else None

@@ -29,7 +29,7 @@ from .events import Finishing, FrameDone, Notice, Started
 from .executors import Inline, Unit, UnitEvent
 from .files import (check_folder_writable, check_not_overwriting, check_work_dir, make_parent, reads_of,
                     remove_dead_partials, remove_if_empty, write_record, write_target)
-from .flow import MotionAnalyser
+from .flow import MotionAnalyser, MotionStream, flow_workers
 from .job import Job, Summary, job_identity, output_record
 from .preflight import check_disk, check_frame_size, check_memory, disk_full, prepare_notices
 from .shot import RunContext, Shot, note_damaged
@@ -111,6 +111,7 @@ def run_shot(job: Job, cfg: Config, span: Any, *, events: Callable[[Any], None] 
     finally:
         reader.close()
     ctx.summary.frames = span.end - span.keep_from
+    ctx.summary.flow_seconds, ctx.summary.flow_pairs = analyser.seconds, analyser.pairs
     ctx.summary.peak_memory = runtime.peak_memory(ctx.device)
     return ctx.summary
 
@@ -381,19 +382,15 @@ def _stream(ctx: RunContext) -> None:
     ctx.emit(Started(ctx.source.frames, ctx.size, str(ctx.device), resume_from, ctx.source,
                      work.path if work else None))
     reader = media.FrameReader(ctx.source, ctx.size, ctx.fps)
-    analyser = MotionAnalyser(cfg)
-
-    def motions_ahead(items: Iterator[tuple[int, np.ndarray]]):
-        for index, frame in items:  # frames already finished need no flow, except the one before the first to redo
-            yield index, frame, analyser(frame, needed=index >= resume_from)
-
+    # frames already finished need no flow, except the one before the first to redo
+    motions = MotionStream(cfg, flow_workers(ctx.device.type), needed=lambda index: index >= resume_from)
     decoded = Stage(enumerate(reader), depth=4, name="decode")
-    analysed = Stage(motions_ahead(iter(decoded)), depth=2, name="flow")
+    analysed = Stage(motions(iter(decoded)), depth=2, name="flow")
     writer = Writer(depth=4)
     sink = ctx.open_sink() if cfg.passes == 1 else None
     loop_start = time.perf_counter()
     try:
-        count, shot = _frames(ctx, analysed, writer, sink, resume_from, max(analyser.offsets))
+        count, shot = _frames(ctx, analysed, writer, sink, resume_from, max(motions.offsets))
         writer.close()
         if shot is not None:  # the last shot's sweeps
             shot.finish()
@@ -403,6 +400,7 @@ def _stream(ctx: RunContext) -> None:
         ctx.summary.frames = count
         wall = time.perf_counter() - loop_start
         ctx.summary.idle_fraction = min(1.0, (analysed.waited + writer.waited) / wall) if wall > 0 else 0.0
+        ctx.summary.flow_seconds, ctx.summary.flow_pairs = motions.seconds, motions.pairs
         if sink is None:
             _encode_saved(ctx, count)
         else:

@@ -15,11 +15,19 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     overhead, image, clip = report["overhead"][0], report["image"][0], report["clip"]
     assert overhead["size"] == [48, 26] and overhead["ratio"] > 0  # a timing: measured, never bounded by a test
     assert overhead["ratio"] == overhead["objective_seconds"] / overhead["bare_seconds"]
+    assert overhead["precision"] == "fp32"                     # the default, auto, is strict fp32 on the CPU
+    flow = report["flow"][0]                                   # the flow against a later frame's optimisation
+    assert flow["size"] == [48, 26] and flow["flow_seconds"] > 0 and flow["workers"] == 1
+    assert flow["later_seconds"] == 2 * overhead["objective_seconds"]   # frame_iterations x s/iteration
+    assert flow["ratio"] == flow["flow_seconds"] / flow["later_seconds"] and 0 <= flow["idle_fraction"] < 1
+    assert "flow/optimisation" in result.output and "flow thread" in result.output
     assert image["schedule"] == [[17, 32], [26, 48]]         # (H, W): the coarse scale, then full size
     assert math.isfinite(image["multiscale_final"]) and math.isfinite(image["single_final"])
     assert clip["frames"] == 3 and clip["ours_iterations_first"] == 6
     assert clip["ours_iterations_later"] <= 2  # the budget of a later frame
     assert clip["speedup"] == clip["reference_seconds"] / clip["ours_seconds"]
+    assert clip["flow_seconds"] > 0 and 0 <= clip["idle_fraction"] <= 1
+    assert "s a frame; optimiser idle" in result.output
 
 
 def test_temporal_bench_judges_each_clip_by_its_true_flow_and_by_two_judges(cli, tmp_path):

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from pipeline.config import Config
-from pipeline.flow import (FlowEstimator, analyse, consistency, histogram_distance, long_term_offsets,
-                           long_term_weights, warp)
+from pipeline.flow import (FlowEstimator, MotionAnalyser, MotionStream, analyse, consistency, flow_workers,
+                           histogram_distance, long_term_offsets, long_term_weights, warp)
 from pipeline.synthetic import moving_clip
 
 CFG = Config()
@@ -144,3 +144,37 @@ def test_repeated_sub_pixel_warps_smear_texture_along_the_motion_except_nearest(
     assert detail["bilinear"] < 0.5              # streaks
     assert detail["bilinear"] < detail["bicubic"] < detail["nearest"]
     assert detail["nearest"] > 0.8               # whole pixels moved: the grain is intact
+
+
+def test_flow_computed_ahead_in_several_threads_is_the_same_flow_in_the_same_order():
+    """On a GPU the flow runs ahead in a pool of threads, each with its own DIS: the consumer gets every frame in
+    order with exactly the motions one thread would give (long-term pairs included), none for the frames not
+    needed, and flow time summed over the threads; a failure in a thread is raised at its frame."""
+    import pytest
+
+    frames = moving_clip(frames=9, width=96, height=64).frames
+    cfg = CFG.replace(long_term=1)
+    serial = MotionAnalyser(cfg)
+    expected = [serial(frame, needed=index != 4) for index, frame in enumerate(frames)]
+    stream = MotionStream(cfg, workers=3, needed=lambda index: index != 4)
+    got = list(stream(enumerate(frames)))
+    assert [index for index, _, _ in got] == list(range(9)) and all(f is frames[i] for i, f, _ in got)
+    for (_, _, motions), wanted in zip(got, expected):
+        assert [m.offset for m in motions] == [m.offset for m in wanted]
+        for m, w in zip(motions, wanted):
+            assert np.array_equal(m.backward, w.backward) and np.array_equal(m.weights, w.weights) and m.cut == w.cut
+    assert stream.pairs == serial.pairs == 13 and stream.seconds > 0       # 1 + 2 x 7, less frame 4's 2
+    assert flow_workers("cpu") == 1 and 1 <= flow_workers("cuda") <= 4
+
+    def broken():
+        yield 0, frames[0]
+        yield 1, None                    # not a frame: the analysis fails in its thread
+        yield 2, frames[2]
+    seen = []
+    with pytest.raises(Exception):
+        for index, _, _ in MotionStream(cfg, workers=2)(broken()):
+            seen.append(index)
+    assert seen == [0]
+    early = MotionStream(cfg, workers=3)(enumerate(frames))
+    assert next(early)[0] == 0
+    early.close()                        # a consumer that stops early leaves no thread behind

@@ -70,18 +70,67 @@ def test_convergence_stop_ends_early_and_never_exceeds_the_cap(objective):
         assert stylise(content, content, objective, Plan((((48, 64), cap),), log_every=5)).iterations == cap
 
 
-def test_precisions_are_accepted_and_fp32_is_the_cpu_default(tmp_path, weights_file, style_image, content_image, cli):
-    """On the CPU tf32 computes in fp32 (TF32 is CUDA's), so its frame is fp32's to the bit; bf16 runs the
-    network under autocast there too: another frame, close to fp32's."""
+def test_precision_auto_is_the_default_and_on_the_cpu_every_cuda_setting_changes_nothing(
+        tmp_path, weights_file, style_image, content_image, cli):
+    """auto (the default) is strict fp32 on the CPU, and tf32 (CUDA's TF32) computes in fp32 there: their frames
+    are fp32's to the bit, and PyTorch's process-wide CUDA switches are left as they were. bf16 runs the network
+    under the CPU's autocast: another frame, close to fp32's."""
+    import torch
+
     from pipeline import media
 
-    assert Config().precision == "fp32"
+    assert Config().precision == "auto"
+    switches = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,  # noqa: E731
+                        torch.backends.cudnn.benchmark)
+    before = switches()
     images = {}
-    for precision in ("fp32", "tf32", "bf16"):
+    for precision in ("auto", "fp32", "tf32", "bf16"):
         result = cli(content_image, style_image, tmp_path / f"{precision}.png", "--weights", weights_file, "--size", "48",
                      "--iterations", "3", "--device", "cpu", "--precision", precision, "-q")
         assert result.exit_code == 0, result.stderr
         images[precision] = media.read_image(tmp_path / f"{precision}.png").astype(float)
-    assert images["fp32"].shape[1] == 48 and np.array_equal(images["fp32"], images["tf32"])
+    assert switches() == before
+    assert images["fp32"].shape[1] == 48
+    assert np.array_equal(images["auto"], images["fp32"]) and np.array_equal(images["tf32"], images["fp32"])
     difference = np.abs(images["bf16"] - images["fp32"]).mean()
     assert 0 < difference < 20, difference
+
+
+def test_auto_precision_is_tf32_from_ampere_on_and_strict_fp32_before(monkeypatch):
+    import torch
+
+    from pipeline.runtime import resolve_precision
+
+    cuda = torch.device("cuda")
+    for capability, expected in (((7, 5), "fp32"), ((8, 0), "tf32"), ((9, 0), "tf32")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert resolve_precision(cuda, "auto") == expected
+        assert resolve_precision(cuda, "fp32") == "fp32" and resolve_precision(cuda, "bf16") == "bf16"
+    assert resolve_precision(torch.device("cpu"), "auto") == "fp32"
+
+
+def test_bf16_runs_the_network_in_bf16_and_the_losses_in_fp32_on_the_cpu(objective):
+    """Feature Grams are sums of squares that overflow fp16 (neural-style #425): bf16 has fp32's range, and the
+    losses, the Grams among them, are computed in fp32 from the bf16 features; the gradient reaching the image is fp32."""
+    import torch
+
+    from pipeline.runtime import configure
+
+    seen = []
+    hooks = [m.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+             for m in objective.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    content = to_tensor(texture(48, 64, 2))
+    image = content.clone().requires_grad_(True)
+    try:
+        objective.autocast_dtype = configure(torch.device("cpu"), "bf16")
+        objective.set_content(content)
+        total, parts = objective(image)
+        total.backward()
+    finally:
+        objective.autocast_dtype = None
+        for hook in hooks:
+            hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert total.dtype == torch.float32 and all(v.dtype == torch.float32 for v in parts.values())
+    assert objective.style_targets and all(g.dtype == torch.float32 for g in objective.style_targets.values())
+    assert image.grad.dtype == torch.float32 and torch.isfinite(image.grad).all()
