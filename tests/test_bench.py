@@ -18,7 +18,8 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert overhead["precision"] == "fp32"                     # the default, auto, is strict fp32 on the CPU
     flow = report["flow"][0]                                   # the flow against a later frame's optimisation
     assert flow["size"] == [48, 26] and flow["flow_seconds"] > 0 and flow["workers"] == 1
-    assert flow["later_seconds"] == 2 * overhead["objective_seconds"]   # frame_iterations x s/iteration
+    assert flow["later_seconds"] == 2 * overhead["step_seconds"]   # frame_iterations x L-BFGS's s/iteration
+    assert overhead["step_ratio"] == overhead["step_seconds"] / overhead["bare_seconds"]
     assert flow["ratio"] == flow["flow_seconds"] / flow["later_seconds"] and 0 <= flow["idle_fraction"] < 1
     assert "flow/optimisation" in result.output and "flow thread" in result.output
     assert image["schedule"] == [[17, 32], [26, 48]]         # (H, W): the coarse scale, then full size
