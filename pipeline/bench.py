@@ -50,9 +50,10 @@ class Workspace:
 
 
 def later_evaluations(summary: video.Summary) -> float:
-    """Evaluations of the objective per later frame, mean (0 for a single frame)."""
+    """Evaluations of the objective per later frame, mean: the frames' own, and those spent measuring the cold
+    level they are judged against (probes, references) shared out over them (0 for a single frame)."""
     later = len(summary.iterations) - 1
-    return sum(summary.iterations[1:]) / later if later > 0 else 0.0
+    return (sum(summary.iterations[1:]) + summary.level_iterations) / later if later > 0 else 0.0
 
 
 def _table(columns: list[tuple[str, int, Callable]], rows: list, note: str = "") -> str:

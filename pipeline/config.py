@@ -87,8 +87,27 @@ class Config:
     optimizer: str = _field("lbfgs", doc="the optimiser: lbfgs or adam", flag=True)
     lr: float | None = _field(None, doc="step size; default 1 for L-BFGS, 0.02 for Adam", flag=True)
     iterations: int = _field(500, doc="iterations (objective evaluations) for the first frame, all scales included", flag=True)
-    # The warm start is near the answer: a fixed budget, a fifth of a cold frame's or less (bench temporal).
-    frame_iterations: int = _field(60, doc="iterations of each later frame (fewer where the loss stops improving, see tolerance)", flag=True)
+    # The warm start is near the answer: a cap, and most frames stop sooner at the cold level.
+    frame_iterations: int = _field(60, doc="iteration cap for each later frame", flag=True)
+    # Later frames are judged against cold quality and may run longer to reach it, relaxing the temporal weight.
+    frame_extension: float = _field(2.0, doc="a later frame still worse than the cold level (see quality_slack) at frame_iterations keeps going up to this many times frame_iterations (1: never)")
+    quality_slack: float = _field(1.10, doc="a later frame stops as soon as its content + style are within this factor of the cold level (0: no level; the plain tolerance stop)")
+    # Off: holding each term apart bought content with stability and speed.
+    term_slack: float = _field(0.0, doc="a later frame's stop also needs its content and its style each within this factor of the cold level's (0: judged on their sum only)")
+    # Steps of 0.7 end nearer the weakest weight that reaches the level than halving: less flicker.
+    temporal_relax: float = _field(0.7, doc="a later frame still worse than the cold level after relax_every iterations has its temporal weight multiplied by this (1: never relax)")
+    relax_every: int = _field(20, doc="iterations between relaxations of the temporal weight of a frame worse than the cold level")
+    # No floor: one held frames at their cap and cost quality (bench drift 2.34x of cold).
+    temporal_floor: float = _field(0.0, doc="a later frame's temporal weight is never relaxed below this fraction of temporal_weight (0: no floor)")
+    # A guard: a term this weak no longer holds the frame, so relaxing further is not carried on.
+    relax_share: float = _field(0.005, doc="the next later frame's temporal weight never starts below the weight at which the term would have weighed this fraction of the last frame's content + style (0: no such limit)")
+    # Restarting a missed frame's successor at full weight let quality drift where no frame reaches the level.
+    carry_misses: bool = _field(True, doc="a later frame that ends at its cap short of the cold level passes its relaxing on: the next starts one step stronger than it ended (false: where it started, which holds the weight but lets quality drift where frames cannot reach the level)")
+    # The cold level moves with the scene; a 40-iteration probe predicts it within 3%.
+    probe_every: int = _field(10, doc="frames between probes of the cold level: a short cold optimisation of the frame (probe_iterations, not used in the output) rescales the level later frames are judged against (0: only at the shot's first frame and the cold references)")
+    # A level gone stale between probes makes later frames miss it and relax for nothing.
+    reprobe_after: int = _field(3, doc="a later frame that ends at its cap short of a cold level that a later frame reached since its probe, at least this many frames after that probe, has the next frame probed (0: only every probe_every frames)")
+    probe_iterations: int = _field(40, doc="iterations of a probe of the cold level (see probe_every), at most `iterations`")
     # Coarse to fine in steps of sqrt(2): the first frame reaches single-scale L-BFGS's loss about 4x sooner.
     scales: tuple[float, ...] = _field((0.25, 0.354, 0.5, 0.707), doc="coarse sizes optimised before `size`, ascending: fractions of `size` (<= 1) or px (> 1); those below 32 px or not below `size` are skipped", flag=True, metavar="S1,S2,..")
     scale_iterations: tuple[int, ...] = _field((150, 100, 75, 75), doc="iterations at each coarse size (one per entry of `scales`); shrunk in proportion where they would take over 80% of the frame's budget", flag=True, metavar="N1,N2,..")
@@ -101,8 +120,8 @@ class Config:
     device: str = _field("auto", frames=False, doc="the device: auto, cpu, cuda or cuda:N", flag=True, metavar="auto|cpu|cuda|cuda:N")
     # TF32 keeps 10 mantissa bits in the convolutions; fp32 is strict, bf16 (autocast) keeps the losses in fp32.
     precision: str = _field("auto", doc="numeric precision: auto (tf32 on CUDA from Ampere on, else fp32), fp32, tf32 or bf16", flag=True)
-    # Not frames=False: the tolerance stop is checked at these read-backs.
-    log_every: int = _field(10, doc="iterations between loss read-backs (host syncs): progress, and where the tolerance stop is checked")
+    # Not frames=False: a later frame's stop at the cold level is checked at these read-backs.
+    log_every: int = _field(10, doc="iterations between loss read-backs (host syncs): progress, and where a later frame may stop at the cold level")
     # ---- video --------------------------------------------------------------------------------
     warm_start: bool = _field(True, doc="later frames start from the previous result (false: every frame cold, for comparison)")
     flow: bool = _field(True, doc="warp the previous result along optical flow (Ruder 2016); off: plain warm start", flag=True)
@@ -132,7 +151,8 @@ class Config:
     codec: str = _field("auto", frames=False, doc="the video encoder: auto (H.264; VP9 for .webm), h264, h265, vp9, prores, ffv1 or an ffmpeg encoder", flag=True, metavar="NAME")
     keep_size: bool = _field(False, frames=False, doc="scale the result back to the input's size", flag=True)
     # ---- quality over time --------------------------------------------------------------------
-    reference_every: int = _field(0, frames=False, doc="also optimise every Nth frame cold (not used in the output) to report drift as later frames against cold (0: off)", flag=True, metavar="N")
+    # Not frames=False: the later frames after a reference are judged against the level it measured.
+    reference_every: int = _field(0, doc="also optimise every Nth frame cold (not used in the output) to report drift as later frames against cold, and judge the frames after it by its level (0: off)", flag=True, metavar="N")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -223,7 +243,7 @@ def _validate(cfg: Config) -> None:
     if not MIN_SIZE <= cfg.size <= MAX_SIZE:
         raise ConfigError(f"size must be between {MIN_SIZE} and {MAX_SIZE} px, not {cfg.size}")
     for key in ("content_weight", "style_weight", "tv_weight", "temporal_weight", "tolerance", "reference_every",
-                "min_scale", "max_shot_frames", "chunk_overlap", "threads"):
+                "min_scale", "max_shot_frames", "chunk_overlap", "threads", "reprobe_after"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must not be negative, not {getattr(cfg, key)}")
     for key in ("iterations", "frame_iterations", "tolerance_window", "passes", "log_every"):
@@ -233,8 +253,25 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"long_term must be between 0 and 8, not {cfg.long_term}")
     if cfg.max_shot_frames and cfg.chunk_overlap >= cfg.max_shot_frames:
         raise ConfigError(f"chunk_overlap ({cfg.chunk_overlap}) must be smaller than max_shot_frames ({cfg.max_shot_frames})")
+    if cfg.frame_extension < 1:
+        raise ConfigError(f"frame_extension must be at least 1, not {cfg.frame_extension}")
     if cfg.temporal_detail < 0 or cfg.temporal_sigma <= 0:
         raise ConfigError("temporal_detail must not be negative and temporal_sigma must be positive")
+    if not 0 < cfg.temporal_relax <= 1:
+        raise ConfigError(f"temporal_relax must be in (0, 1], not {cfg.temporal_relax}")
+    if cfg.probe_every < 0 or cfg.probe_iterations < 1:
+        raise ConfigError(f"probe_every must not be negative and probe_iterations must be at least 1, "
+                          f"not {cfg.probe_every} and {cfg.probe_iterations}")
+    if not 0 <= cfg.temporal_floor <= 1:
+        raise ConfigError(f"temporal_floor must be in [0, 1], not {cfg.temporal_floor}")
+    if not 0 <= cfg.relax_share < 1:
+        raise ConfigError(f"relax_share must be in [0, 1), not {cfg.relax_share}")
+    if cfg.relax_every < 1:
+        raise ConfigError(f"relax_every must be at least 1, not {cfg.relax_every}")
+    if cfg.term_slack != 0 and cfg.term_slack < 1:
+        raise ConfigError(f"term_slack must be 0 (off) or at least 1, not {cfg.term_slack}")
+    if cfg.quality_slack != 0 and cfg.quality_slack < 1:
+        raise ConfigError(f"quality_slack must be 0 (off) or at least 1, not {cfg.quality_slack}")
     if cfg.pass_iterations < 1:
         raise ConfigError(f"pass_iterations must be at least 1, not {cfg.pass_iterations}")
     if cfg.style_scale <= 0:

@@ -93,7 +93,7 @@ class Reporter:
         elif isinstance(event, FrameDone):
             self.record("frame", index=event.index, iterations=event.iterations, seconds=round(event.seconds, 3),
                         losses=event.losses, cut=event.cut, resumed=event.resumed, pass_number=event.pass_number,
-                        reliable=event.reliable)
+                        reliable=event.reliable, temporal_scale=event.temporal_scale)
             if event.cut and not self.quiet:
                 self.write(f"{self.prefix}scene cut at frame {event.index}: started cold")
             if self.bar is not None and not self.image:
@@ -189,9 +189,11 @@ def summary_line(summary: Any) -> str:
     later_iterations = summary.iterations[1:]
     if later_iterations and later:
         parts.append(f"later frames {sum(later_iterations) / len(later_iterations):.0f} iterations on average, "
-                     f"{summary.early_stops} of {len(later)} stopped early"
-                     + (f", plus {summary.reference_iterations / len(later):.0f} per later frame on cold references"
-                        if summary.reference_iterations else "") + ";")
+                     f"{summary.early_stops} of {len(later)} stopped early at the cold level"
+                     + (f", {summary.relaxed} with the temporal weight relaxed (to {min(summary.temporal_scales):.2g}x "
+                        "at the least)" if summary.relaxed else "")
+                     + (f", plus {summary.level_iterations / len(later):.0f} per later frame measuring the cold level"
+                        if summary.level_iterations else "") + ";")
     drift = summary.drift()
     if drift:
         worst = max(drift, key=lambda d: d[1])

@@ -48,6 +48,7 @@ class FrameDone:
     resumed: bool = False
     pass_number: int = 1
     reliable: float | None = None     # the share of pixels whose flow was reliable (logged)
+    temporal_scale: float = 1.0       # the factor the frame's temporal weight ended at (relaxed to reach the level)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Notice:
 
 @dataclass
 class Reference:
-    """A sampled frame optimised cold (not used in the output): what the frame would be on its own (drift)."""
+    """A sampled frame optimised cold (not used in the output): the level a later frame is judged against."""
     index: int
     losses: dict[str, float]
     iterations: int

@@ -53,19 +53,22 @@ class Summary:
     histories: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     pass_histories: list[tuple[int, int, list[dict[str, float]]]] = field(default_factory=list)  # passes 2.., in order
     work_dir: Path | None = None
-    early_stops: int = 0                   # later frames that stopped before their budget (the tolerance stop)
+    early_stops: int = 0                   # later frames whose stop was earned (at the level before the cap)
+    relaxed: int = 0                       # later frames whose temporal weight was relaxed to reach the level
+    temporal_scales: list[float] = field(default_factory=list)  # later frames' final temporal weight factor, in order
     losses: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> losses of the saved frame (pass 1)
     references: dict[int, dict[str, float]] = field(default_factory=dict)  # frame -> cold losses (--reference-every)
-    reference_iterations: int = 0          # evaluations spent on cold references (--reference-every)
+    level_iterations: int = 0              # evaluations spent measuring the cold level: probes and references
     shots: int = 0                         # a run in shots: the shots found by the pre-pass,
     units: int = 0                         # the units they made (chunks of long shots count apiece),
     prepass_seconds: float = 0.0           # and how long the pre-pass took (0: its cut list was kept)
 
     def merge(self, part: "Summary") -> None:
         """Add the figures of one unit of a run in shots (run_shot), taken in the order of the frames."""
-        for name in ("stylised", "resumed", "early_stops", "reference_iterations", "flow_seconds", "flow_pairs"):
+        for name in ("stylised", "resumed", "early_stops", "relaxed", "level_iterations", "flow_seconds", "flow_pairs"):
             setattr(self, name, getattr(self, name) + getattr(part, name))
         self.iterations += part.iterations
+        self.temporal_scales += part.temporal_scales
         self.later_frame_seconds += part.later_frame_seconds
         self.pass_histories += part.pass_histories
         self.warnings += [w for w in part.warnings if w not in self.warnings]

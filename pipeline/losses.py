@@ -184,7 +184,7 @@ class Objective:
         self.content_targets = {k: v.detach() for k, v in features.items()}
         self.prepare(tuple(image.shape[-2:]))
 
-    def _style(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def _style(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, temporal_scale: float) -> torch.Tensor:
         """beta * sum_l w_l E_l (Gatys 2016 eq. 5) against the targets prepared for this size."""
         _, style_scale, _ = self._scales(features, image)
         style = image.new_zeros(())
@@ -204,7 +204,7 @@ class Objective:
         style = {k: 4.0 / features[k].shape[1] ** 2 for k in self.style_layers if k in features}
         return content, style, 1.0 / image[0].numel()
 
-    def _content(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def _content(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, temporal_scale: float) -> torch.Tensor:
         """alpha * sum_l w_l L_content,l (Gatys 2016 eq. 1) against this frame's targets."""
         content_scale, _, _ = self._scales(features, image)
         content = image.new_zeros(())
@@ -212,20 +212,20 @@ class Objective:
             content = content + weight * content_scale[layer] * content_loss(features[layer], self.content_targets[layer])
         return self.content_weight * content
 
-    def _tv(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def _tv(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, temporal_scale: float) -> torch.Tensor:
         _, _, tv_scale = self._scales(features, image)
         return self.tv_weight * tv_scale * tv_loss(image)
 
-    def _temporal(self, features: Mapping[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def _temporal(self, features: Mapping[str, torch.Tensor], image: torch.Tensor, temporal_scale: float) -> torch.Tensor:
         """gamma * the temporal loss towards every target (Ruder 2016 eq. 7; low-pass unless temporal_detail)."""
         temporal = image.new_zeros(())
         for target in self.temporal:
             temporal = temporal + temporal_loss(image, target.warped, target.weights,
                                                 detail=self.temporal_detail, sigma=self.temporal_sigma)
-        return self.temporal_weight * temporal
+        return self.temporal_weight * temporal_scale * temporal
 
     # The objective's terms, in order: (name, its weighted score, whether it applies now). A new term is one
-    # entry here, its score method (features, image), and its weight in Config.
+    # entry here, its score method (features, image, the evaluation's temporal_scale), and its weight in Config.
     TERMS: tuple[tuple[str, Callable, Callable], ...] = (
         ("content", _content, lambda self: True),
         ("style", _style, lambda self: True),
@@ -233,10 +233,12 @@ class Objective:
         ("temporal", _temporal, lambda self: bool(self.temporal_weight and self.temporal)),
     )
 
-    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its parts (already weighted), all 0-dim tensors; no host synchronisation."""
+    def __call__(self, image: torch.Tensor, temporal_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its parts (already weighted), all 0-dim tensors; no host synchronisation. The temporal
+        term weighs temporal_weight x `temporal_scale` (a frame's relaxation, optimise.Plan.relax): the objective
+        itself holds only the targets, so evaluating it never depends on how an earlier frame was optimised."""
         features = self.features(image, self.layers)
-        parts = {name: score(self, features, image) for name, score, applies in self.TERMS
+        parts = {name: score(self, features, image, temporal_scale) for name, score, applies in self.TERMS
                  if applies(self)}
         total = sum(parts.values())
         return total, parts

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,19 @@ class Plan:
     tolerance: float = 0.0
     tolerance_window: int = 20
     log_every: int = 10
+    # At the final scale, the frame stops as soon as content + style are at or below this (None: no level; the
+    # tolerance stop applies instead).
+    quality_target: float | None = None
+    # And content and style each at or below these (None: judged on their sum only).
+    term_targets: tuple[float, float] | None = None
+    # A frame still above quality_target at the final scale's cap keeps going up to this many iterations there.
+    extend_to: int = 0
+    # The temporal weight's factor at the final scale's start, and what it is multiplied by every `relax_every`
+    # iterations the frame is still above quality_target (1: never).
+    temporal_scale: float = 1.0
+    relax: float = 1.0
+    relax_every: int = 0
+    relax_floor: float = 0.0   # the factor is never relaxed below this
     # How far inside (0, 1) L-BFGS's start is moved (see BOUND_EPS): wide for a cold start, narrow for a warm one.
     start_margin: float = COLD_MARGIN
 
@@ -56,10 +69,11 @@ class Plan:
 
     @classmethod
     def for_frame(cls, cfg: Config, size: tuple[int, int], *, first: bool, iterations: int | None = None,
-                  optimizer: str | None = None, step_size: float | None = None) -> "Plan":
+                  optimizer: str | None = None, step_size: float | None = None, **stop: Any) -> "Plan":
         """The multi-scale schedule of cfg for a frame of `size` (H, W). The first frame (or a cut) runs the
         coarse scales then the rest of `iterations` at full size; later frames, already warm, run
-        `frame_iterations` at full size only unless `frame_scales` is set."""
+        `frame_iterations` at full size only unless `frame_scales` is set. `stop`: a later frame's earned stop
+        and relaxation (quality_target .. relax_floor), which temporal.later_plan decides."""
         total = iterations if iterations is not None else (cfg.iterations if first else cfg.frame_iterations)
         coarse = cfg.coarse_sizes() if (first or cfg.frame_scales) else []
         if coarse and not first:  # later frames: the same shape of schedule within their smaller budget
@@ -73,7 +87,8 @@ class Plan:
         final = max(1, total - sum(n for _, n in coarse))
         scales = tuple((scaled_size(size, s), n) for s, n in coarse) + ((size, final),)
         return cls(scales, optimizer or cfg.optimizer, step_size if step_size is not None else cfg.step_size,
-                   cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=COLD_MARGIN if first else BOUND_EPS)
+                   cfg.tolerance, cfg.tolerance_window, cfg.log_every, start_margin=COLD_MARGIN if first else BOUND_EPS,
+                   **stop)
 
 
 @dataclass
@@ -85,6 +100,8 @@ class Result:
     converged: bool = False
     seconds: float = 0.0
     sizes: list[tuple[int, int]] = field(default_factory=list)     # the scales visited
+    temporal_scale: float = 1.0              # the temporal weight's factor at the end (see Plan.relax)
+    relaxed: int = 0                         # how many times the temporal weight was relaxed
 
 
 def _resize_adam_state(state: dict, size: tuple[int, int]) -> dict:
@@ -150,8 +167,10 @@ def stylise(content: torch.Tensor, init: torch.Tensor, objective: Objective, pla
     for position, (size, cap) in enumerate(plan.scales):
         objective.set_content(resize_image(content, size))
         objective.set_temporal([target.resized(size) for target in temporal or []])
+        final = position == len(plan.scales) - 1
+        run.temporal_scale = plan.temporal_scale if final else 1.0
         scale = _Scale(run, image, size, start_margin=plan.start_margin if position == 0 else BOUND_EPS)
-        run.converged = scale.optimise(cap)  # reported for the final scale
+        run.converged = scale.optimise(cap, final=final)  # reported for the final scale
         image = scale.image()
         if plan.optimizer == "adam":
             run.adam_state = scale.optimizer.state.get(scale.x)
@@ -170,6 +189,8 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.done = 0
         self.converged = False
+        self.relaxed = 0
+        self.temporal_scale = 1.0   # the temporal weight's factor in this scale's evaluations (Plan.relax)
         self.adam_state: dict | None = None
         self.sizes: list[tuple[int, int]] = []
 
@@ -186,13 +207,13 @@ class _Run:
         # The frame's losses are those of what is saved (the clamped image; with L-BFGS's tanh bound it is the image
         # itself): one more evaluation, at the final scale with its targets.
         with torch.no_grad():
-            _, parts = self.objective(image)
+            _, parts = self.objective(image, self.temporal_scale)
         final = _with_total(_to_floats([parts])[0])
         self.objective.set_temporal([])
         if self.sizes[-1] != full_size:
             image = resize_image(image, full_size).clamp(0, 1)
         return Result(image, self.done, final, self.history, self.converged, time.perf_counter() - self.started,
-                      self.sizes)
+                      self.sizes, self.temporal_scale, self.relaxed)
 
 
 class _Scale:
@@ -228,7 +249,7 @@ class _Scale:
         run = self.run
         if run.done >= self.limit:
             raise _Spent
-        total, parts = run.objective(self.image(self.x))
+        total, parts = run.objective(self.image(self.x), run.temporal_scale)
         total.backward()
         run.recorded.append({k: v.detach() for k, v in parts.items()})
         run.done += 1
@@ -242,6 +263,13 @@ class _Scale:
     def closure(self) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         return self.evaluate()
+
+    def saved_losses(self) -> dict[str, float]:
+        """The losses of the image as it would be saved, clamped to [0, 1] (Adam's steps may leave it between
+        clamps; L-BFGS's image is bounded): one forward pass, at log points."""
+        with torch.no_grad():
+            _, parts = self.run.objective(self.image().clamp(0, 1), self.run.temporal_scale)
+        return _to_floats([parts])[0]
 
     def step(self, chunk: int) -> None:
         """`chunk` evaluations, exactly: chunks end where asked (logs, snapshots and caps fall on their
@@ -264,11 +292,17 @@ class _Scale:
             with torch.no_grad():  # Adam keeps the box constraint [0, 1] (L-BFGS is bounded by tanh)
                 self.x.clamp_(0, 1)
 
-    def optimise(self, cap: int) -> bool:
-        """Up to `cap` evaluations; True if it stopped early: L-BFGS found nothing left to improve, or the loss
-        improved by less than plan.tolerance over plan.tolerance_window evaluations (checked at log points)."""
+    def optimise(self, cap: int, *, final: bool) -> bool:
+        """Up to `cap` evaluations; True if it stopped early, converged. At the final scale of a frame with a
+        plan.quality_target, the stop is earned: it stops at the first log point where the frame is at the
+        target, and one that is not goes on up to plan.extend_to, relaxing the temporal weight every
+        plan.relax_every evaluations (see relax)."""
         run, plan = self.run, self.run.plan
+        judged = final and plan.quality_target is not None
+        if judged:
+            cap = max(cap, plan.extend_to)
         window: list[tuple[int, float]] = []
+        since = 0  # evaluations since the objective last changed
         while run.done - self.start < cap:
             chunk = min(cap - (run.done - self.start), plan.log_every - run.done % plan.log_every)
             if run.save_every:
@@ -276,14 +310,49 @@ class _Scale:
             before = run.done
             self.step(chunk)
             last = self._report()
-            if run.done - before < chunk:
-                return True  # L-BFGS found nothing left to improve
+            if judged and self._at_target():
+                return True  # as good as the level the video reached: the stop is earned
+            since += run.done - before
+            stalled = run.done - before < chunk  # L-BFGS found nothing left to improve
+            if judged and self._can_relax() and (stalled or since >= plan.relax_every):
+                self.relax()
+                window, since = [], 0
+                continue
+            if stalled:
+                return not judged
             window.append((run.done, last["total"]))
-            if plan.tolerance > 0 and run.done - self.start < cap:  # a stop at the cap is no early stop
+            if plan.tolerance > 0 and not judged and run.done - self.start < cap:  # a stop at the cap is no early stop
                 old = [loss for it, loss in window if it <= run.done - plan.tolerance_window]
                 if old and (old[-1] - last["total"]) < plan.tolerance * abs(old[-1]):
                     return True
         return False
+
+    def _can_relax(self) -> bool:
+        objective, plan = self.run.objective, self.run.plan
+        return (plan.relax < 1 and bool(objective.temporal) and objective.temporal_weight > 0
+                and self.run.temporal_scale * plan.relax >= plan.relax_floor * (1 - 1e-9))
+
+    def relax(self) -> None:
+        """The frame is still worse than the level: its temporal term is what holds it there (held to the warped
+        previous result, it cannot re-fit texture to this frame's grid), so the term's weight is multiplied by
+        plan.relax and L-BFGS restarts from here (its history belongs to the old objective)."""
+        run = self.run
+        run.temporal_scale *= run.plan.relax
+        run.relaxed += 1
+        if self.bounded:
+            self.best[0].fill_(math.inf)
+            self.optimizer = _lbfgs(self.x, run.plan)
+
+    def _at_target(self) -> bool:
+        """Whether the frame, as it would be saved, is at plan.quality_target and its content and style each at
+        plan.term_targets (always, without them): one forward pass, only where a stop or an extension hangs on it."""
+        plan = self.run.plan
+        if plan.quality_target is None:
+            return True
+        losses = self.saved_losses()
+        terms = plan.term_targets
+        return quality(losses) <= plan.quality_target and (
+            terms is None or (losses.get("content", 0.0) <= terms[0] and losses.get("style", 0.0) <= terms[1]))
 
     def _report(self) -> dict[str, float]:
         """At a log point: read the losses back, check them, report progress and snapshots."""

@@ -1,6 +1,6 @@
 """A shot: the frames between two scene cuts (or a chunk of a long one), stylised in order from the first, each
-later frame warm from the one before (the temporal rule: stylist.py), the sweep passes, and what the run shares
-(RunContext): the context, its log and its summary."""
+later frame warm from the one before, with the temporal policy carried from frame to frame, the cold level
+probed, the sweep passes, and what the run shares (RunContext): the context, its log and its summary."""
 from __future__ import annotations
 
 import signal
@@ -21,8 +21,9 @@ from .events import FrameDone, Notice, Reference
 from .flow import Motion, MotionAnalyser, long_term_offsets, warp
 from .job import Job, Summary
 from .losses import TemporalTarget
-from .optimise import Plan, Result
+from .optimise import Plan, Result, quality
 from .stylist import Stylist
+from .temporal import Level, Weight, later_plan, pass_on
 from .tensors import to_tensor
 from .workdir import FrameRecord, WorkDir
 
@@ -77,11 +78,13 @@ class RunContext:
                                crf=self.cfg.crf, keep_size=self.cfg.keep_size, overwrite=self.job.overwrite)
 
     def record(self, index: int, result: Result, seconds: float, cut: bool, pass_number: int,
-               reliable: float | None, *, burn_in: bool = False, contrast: float | None = None) -> None:
+               reliable: float | None, probe: float | None = None, *, burn_in: bool = False,
+               contrast: float | None = None) -> None:
         if burn_in:  # a chunk's burn-in frame: logged as such, not one of the run's frames (the previous chunk's is)
             if self.work is not None:
                 self.work.log(FrameRecord(index, 1, result.iterations, result.losses, round(seconds, 4),
-                                          converged=result.converged, burn_in=True))
+                                          converged=result.converged, probe=probe, burn_in=True,
+                                          temporal_scale=result.temporal_scale, relaxed=result.relaxed))
             return
         s = self.summary
         s.stylised += 1
@@ -97,19 +100,24 @@ class RunContext:
         elif not cut:
             s.later_frame_seconds.append(seconds)
             s.early_stops += int(result.converged and pass_number == 1)
+            if pass_number == 1:
+                s.relaxed += int(result.relaxed > 0)
+                s.temporal_scales.append(result.temporal_scale)
         if cut and index > 0 and pass_number == 1:
             s.cuts.append(index)
         if self.work is not None:
             self.work.log(FrameRecord(index, pass_number, result.iterations, result.losses, round(seconds, 4), cut,
-                                      result.converged, reliable, contrast))
+                                      result.converged, reliable, probe, contrast, result.temporal_scale,
+                                      result.relaxed))
         self.emit(FrameDone(index, self.source.frames, result.iterations, result.losses, seconds, cut,
-                            pass_number=pass_number, reliable=reliable))
+                            pass_number=pass_number, reliable=reliable, temporal_scale=result.temporal_scale))
 
 
 class Shot:
     """A run of consecutive frames that starts cold (frame 0 or a scene cut) and carries nothing across its
-    ends: warm starts, temporal targets (long-term ones included) and the multi-pass sweeps all stay inside it.
-    Frames come in order through add(); finish() runs the sweep passes. A shot needs only the run's context and its own frames, so it can be stylised in another process
+    ends: warm starts, temporal targets (long-term ones included), the level later frames are judged against
+    and the multi-pass sweeps all stay inside it. Frames come in order through add(); finish() runs the sweep
+    passes. A shot needs only the run's context and its own frames, so it can be stylised in another process
     (run_shot) with the same result as in the sequential run."""
 
     def __init__(self, ctx: RunContext, start: int, *, keep_from: int | None = None, end: int | None = None,
@@ -121,6 +129,7 @@ class Shot:
         self.cut_start = start > 0 and cut is not False   # its first frame is a scene cut (not frame 0, not a chunk's)
         keep = max(long_term_offsets(ctx.cfg.long_term)) if ctx.cfg.flow else 1
         self.history: deque[np.ndarray] = deque(maxlen=keep)   # recent results: offset j is history[-j]
+        self.level, self.weight = Level(ctx.cfg), Weight(ctx.cfg)   # the temporal policy (temporal.py)
         self.sweeping = False                 # its sweep passes have begun: pass 1 must not be redone
         if ctx.work is not None and self.saved(start) is not None:  # an earlier run began this shot
             self._restore(ctx.work)
@@ -148,13 +157,25 @@ class Shot:
         self.ctx.work.drop_records(lambda record: self.owns(record, self.last) and record.index >= index)
 
     def _restore(self, work: WorkDir) -> None:
-        """On a resume: the cold references the stopped run took in this shot (from the log), for the summary, and
-        whether its sweep passes had begun."""
+        """On a resume: the level the stopped run had reached in this shot (its last cold frame or reference,
+        from the log), so the resumed frames stop exactly where an uninterrupted run's would."""
         last = self.last
         if last is None:
             last = min((r.index for r in self.ctx.earlier_log() if r.cut and r.index > self.start), default=None)
+        carried = self.start
         for record in self.ctx.earlier_log():
-            if record.reference and record.pass_number == 1 and self.owns(record, last) and self.saved(record.index):
+            if record.pass_number != 1 or not self.owns(record, last) or self.saved(record.index) is None:
+                continue
+            if record.probe:  # (taken before its frame ran: no later frame has reached the level since)
+                self.level.probed(record.index, record.probe)
+                if record.reference or record.cut or record.index == self.start:
+                    self.level.measure(record.losses, self.level.probe)
+            if not record.reference and record.index >= carried:  # the latest saved frame's weight
+                carried = record.index
+                pass_on(self.level, self.weight, record.index, self.start, record.temporal_scale, record.relaxed,
+                        record.converged, record.losses)
+            if record.reference:
+                self.level.remeasured()
                 self.ctx.summary.references[record.index] = record.losses
         self.sweeping = work.pass_state(self.keep_from)[0] > 1
 
@@ -190,7 +211,16 @@ class Shot:
         else:
             previous = {j: self.history[-j] for j in range(1, len(self.history) + 1)}
             init, temporal = stylist.warm_start(index, frame, previous, motions)
-        plan = Plan.for_frame(cfg, tuple(content.shape[-2:]), first=cold)
+        # the cold level is probed on the shot's first frame and every probe_every frames after it (a single image,
+        # or every frame cold, leaves no later frame to judge)
+        probed = (cfg.quality_slack and cfg.warm_start and ctx.source.frames != 1
+                  and self.level.due(index, self.start, cold))
+        probe = self._probe(index, frame, content) if probed else None
+        hw = tuple(content.shape[-2:])
+        if not cold and self.level.value is not None and self.level.probe:  # the early stop must be earned
+            plan = later_plan(cfg, hw, self.level, self.weight)
+        else:
+            plan = Plan.for_frame(cfg, hw, first=cold)
         job = ctx.job
         snapshot = job.snapshot if index == 0 and job.save_every else None
         finished, result = stylist.run(index, frame, init, plan, temporal,
@@ -198,25 +228,50 @@ class Shot:
         reliable = motions[0].reliable if motions and cfg.flow else None
         # the result's contrast against its input's: a collapse (a flat, washed-out frame) is flagged by the report
         contrast = round(float(finished.std()) / max(float(frame.std()), 1e-6), 4)
-        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, burn_in=burn_in, contrast=contrast)
-        if cfg.reference_every and index % cfg.reference_every == 0 and not cold and not burn_in:
-            self._reference(index, frame, content)
+        ctx.record(index, result, time.perf_counter() - started, cut, 1, reliable, probe, burn_in=burn_in,
+                   contrast=contrast)
+        pass_on(self.level, self.weight, index, self.start, result.temporal_scale, result.relaxed, result.converged,
+                result.losses)
+        if cold and probe:
+            self.level.measure(result.losses, probe)
+        elif cfg.reference_every and index % cfg.reference_every == 0 and not burn_in:
+            self._reference(index, frame, content, probe)
         return finished
 
-    def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor) -> None:
-        """Optimise this frame cold, as the shot's first frame was (not used in the output): what the frame would
-        be on its own, for the drift figures. It runs before the frame is handed to the writer, so a run killed
-        during it redoes the frame and its reference on resume."""
+    def _probe(self, index: int, frame: np.ndarray, content: torch.Tensor) -> float | None:
+        """A short cold optimisation of this frame (not used in the output): its content + style, the scene's
+        difficulty as the optimiser sees it. Becomes the shot's latest probe; None where it is zero."""
+        ctx = self.ctx
+        stylist = ctx.stylist(frame)
+        iterations = min(ctx.cfg.probe_iterations, ctx.cfg.iterations)  # never longer than the cold frame it stands for
+        plan = Plan(((tuple(content.shape[-2:]), iterations),), ctx.cfg.optimizer, ctx.cfg.step_size,
+                    log_every=ctx.cfg.log_every)
+        _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
+        ctx.summary.level_iterations += result.iterations
+        self.level.probed(index, quality(result.losses) or None)
+        return self.level.probe
+
+    def _reference(self, index: int, frame: np.ndarray, content: torch.Tensor, probe: float | None) -> None:
+        """Optimise this frame cold, as the shot's first frame was (not used in the output): the level the shot
+        should still be at. Later frames are then judged against it (with this frame's probe, `probe` where it
+        was just taken). It runs before the frame is handed to the writer, so a run killed during it redoes the
+        frame and its reference on resume."""
         ctx = self.ctx
         started = time.perf_counter()
         stylist = ctx.stylist(frame)
         plan = Plan.for_frame(ctx.cfg, tuple(content.shape[-2:]), first=True)
         _, result = stylist.run(index, frame, stylist.cold_start(content, index), plan, [])
-        ctx.summary.reference_iterations += result.iterations
+        ctx.summary.level_iterations += result.iterations
+        if ctx.cfg.quality_slack:
+            probe = probe or self._probe(index, frame, content)
+            if probe:
+                self.level.measure(result.losses, probe)
+            self.level.remeasured()
         seconds = time.perf_counter() - started
         ctx.summary.references[index] = result.losses
         if ctx.work is not None:
-            ctx.work.log(FrameRecord(index, 1, result.iterations, result.losses, round(seconds, 4), reference=True))
+            ctx.work.log(FrameRecord(index, 1, result.iterations, result.losses, round(seconds, 4), probe=probe,
+                                     reference=True))
         ctx.emit(Reference(index, result.losses, result.iterations, seconds))
 
     def finish(self) -> None:

@@ -1,11 +1,5 @@
 """The stylist: the model, the objective (style targets set once) and how one frame starts (cold, or warm
-from the previous result along the flow) and is optimised, retried once where the loss is not finite.
-
-The temporal rule, for every later frame of a shot: it starts from the previous result warped along the flow
-to the nearest pixel (revealed pixels: its own content in the video's palette) and runs frame_iterations
-evaluations (fewer where the loss stops improving) of content + style + TV + temporal_weight x the temporal
-loss, the difference to the previous result warped, weighted per pixel by how far the flow is trusted there,
-its detail finer than temporal_sigma weighted by temporal_detail. Nothing else passes from frame to frame."""
+from the previous result along the flow) and is optimised, retried once where the loss is not finite."""
 from __future__ import annotations
 
 import dataclasses

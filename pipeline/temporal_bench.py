@@ -143,7 +143,8 @@ def difference(frames: list[np.ndarray], clip: Clip, t: int, gain: float = 4.0) 
 LATER_ONLY = ("warm_start", "frame_iterations", "frame_scales", "temporal_weight", "temporal_detail", "temporal_sigma",
               "flow", "flow_method", "dis_preset", "flow_scale", "photometric", "boundary_rule", "unreliable_init",
               "start_warp", "long_term", "passes", "pass_iterations", "cut_reliable", "cut_histogram", "max_shot_frames",
-              "chunk_overlap")
+              "chunk_overlap", "quality_slack", "frame_extension", "term_slack", "temporal_relax", "relax_every",
+              "temporal_floor", "relax_share", "carry_misses", "probe_every", "reprobe_after", "probe_iterations")
 
 
 def _cold_key(clip: Clip, sampled: list[int], cfg: Config, style: Path) -> str:

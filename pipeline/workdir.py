@@ -115,9 +115,12 @@ class FrameRecord:
     losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     cut: bool = False                    # the first frame of a shot after a scene cut
-    converged: bool = False              # it stopped early (the tolerance stop)
+    converged: bool = False              # it stopped early (a later frame: at the level)
     reliable: float | None = None        # the share of its pixels the flow was trusted on
+    probe: float | None = None           # the cold probe taken on it (temporal.Level)
     contrast: float | None = None        # its contrast against its input's
+    temporal_scale: float = 1.0          # the factor its temporal weight ended at
+    relaxed: int = 0                     # how many times that weight was relaxed
     time: float | None = None            # when it was logged
     burn_in: bool = False
     reference: bool = False

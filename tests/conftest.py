@@ -231,7 +231,7 @@ def same_frames(a: list[np.ndarray], b: list[np.ndarray]) -> None:
 
 def small(weights_file, **changes) -> Config:
     values = dict(weights=str(weights_file), size=64, iterations=12, frame_iterations=4, device="cpu",
-                  tolerance=0.0,  # no early stop: exact counts
+                  tolerance=0.0, quality_slack=0.0, probe_iterations=10,  # no stop, no extension: exact counts
                   **MECHANICS_WEIGHTS)
     values.update(changes)
     return Config(**values)

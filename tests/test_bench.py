@@ -25,7 +25,9 @@ def test_bench_runs_end_to_end_at_tiny_sizes(cli, tmp_path):
     assert image["schedule"] == [[17, 32], [26, 48]]         # (H, W): the coarse scale, then full size
     assert math.isfinite(image["multiscale_final"]) and math.isfinite(image["single_final"])
     assert clip["frames"] == 3 and clip["ours_iterations_first"] == 6
-    assert clip["ours_iterations_later"] <= 2  # the budget of a later frame
+    # the cap, extended twofold for frames below the cold level, and frame 0's probe of that level (at most
+    # --iterations) shared out over the later frames
+    assert 1 <= clip["ours_iterations_later"] <= 2 * 2 + 6 / 2
     assert clip["speedup"] == clip["reference_seconds"] / clip["ours_seconds"]
     assert clip["flow_seconds"] > 0 and 0 <= clip["idle_fraction"] <= 1
     assert "s a frame; optimiser idle" in result.output
@@ -50,7 +52,8 @@ def test_temporal_bench_judges_each_clip_by_its_true_flow_and_by_two_judges(cli,
         assert cold["evaluations"] == 4 and cold["temporal_error"] > 0
         for judge in cold["judges"].values():
             assert judge["content"] == judge["style"] == judge["quality"] == judge["worst"] == 1.0
-    assert rows[0]["evaluations"] <= 2 and rows[0]["judges"]["objective"]["quality"] != 1.0   # the cap
+    # the cap, extended twofold below the cold level, and frame 0's probe of that level shared out over 3 frames
+    assert rows[0]["evaluations"] <= 2 * 2 + 4 / 3 and rows[0]["judges"]["objective"]["quality"] != 1.0
     assert Image.open(tmp_path / "sheets" / "s.png").size[1] == 2 * (2 * 28 + 18) + 2 * (2 * 32 + 18)   # rows of 2x frames, labels, gaps
     assert "occluder*" in result.stdout and "flicker " in result.stdout      # * marks the held-out clips
     # the kept cold frames serve a rerun whose later frames differ (they do not change a cold frame)

@@ -311,7 +311,7 @@ def test_quiet_prints_nothing_and_log_writes_json_lines(cli, tmp_path, weights_f
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert events[0]["event"] == "started" and events[-1]["event"] == "finished"
     assert [e["index"] for e in events if e["event"] == "frame"] == list(range(8))
-    assert all(e["iterations"] > 0 and "content" in e["losses"] for e in events if e["event"] == "frame")
+    assert all(0 < e["temporal_scale"] <= 1 for e in events if e["event"] == "frame")  # relaxed, and how far
 
 
 def test_summary_line_without_quiet(cli, tmp_path, weights_file, style_image, clip):

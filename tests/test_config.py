@@ -42,7 +42,16 @@ def test_default_yaml_documents_every_key_with_its_true_default():
     ("scales: [256]\n", "scale_iterations has 4"),
     ("scales: [0.5, 0.25]\nscale_iterations: [1, 1]\n", "scales must be positive, ascending"),
     ("optimizer: sgd\n", "optimizer must be one of lbfgs, adam"),
+    ("temporal_relax: 0\n", r"temporal_relax must be in \(0, 1\], not 0"),
+    ("temporal_relax: 1.5\n", r"temporal_relax must be in \(0, 1\], not 1.5"),
+    ("relax_every: 0\n", "relax_every must be at least 1, not 0"),
+    ("temporal_floor: 2\n", r"temporal_floor must be in \[0, 1\], not 2"),
+    ("relax_share: 1\n", r"relax_share must be in \[0, 1\), not 1"),
     ("start_warp: lanczos\n", r"start_warp"),
+    ("probe_every: -1\n", "probe_every must not be negative and probe_iterations must be at least 1, not -1 and 40"),
+    ("probe_iterations: 0\n", "probe_every must not be negative and probe_iterations must be at least 1, not 10 and 0"),
+    ("reprobe_after: -2\n", "reprobe_after must not be negative, not -2"),
+    ("term_slack: 0.5\n", r"term_slack must be 0 \(off\) or at least 1, not 0.5"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

@@ -124,17 +124,16 @@ def test_a_read_only_work_directory_is_refused_before_any_work(tmp_path, clip, s
 
 def test_the_frame_log_has_one_schema_read_back_as_written(tmp_path):
     """Every line of log.jsonl is a FrameRecord: what the run writes is what a resume, status and the report read,
-    the file keeps its "pass" key, an older line without the newer keys reads with their defaults (and without the
-    keys it no longer has), and a line that is no frame record (no index) is left out, as is a line cut by a kill."""
+    the file keeps its "pass" key, an older line without the newer keys reads with their defaults, and a line that
+    is no frame record (no index) is left out, as is a line cut by a kill."""
     work = workdir.WorkDir(tmp_path / "w")
     work.path.mkdir()
     written = workdir.FrameRecord(3, 2, 17, {"content": 1.5, "style": 0.25}, 0.5, cut=True, converged=True,
-                                  reliable=0.9, contrast=0.8)
+                                  reliable=0.9, probe=2.0, contrast=0.8, temporal_scale=0.49, relaxed=2)
     work.log(written)
     work.log(workdir.FrameRecord(3, 1, 40, {"content": 2.0}, 1.0, reference=True))
     with open(work.path / "log.jsonl", "a") as handle:
-        handle.write(json.dumps({"index": 4, "pass": 1, "iterations": 9, "losses": {"style": 1.0},
-                                 "probe": 2.0, "temporal_scale": 0.49}) + "\n")   # keys of an older version
+        handle.write(json.dumps({"index": 4, "pass": 1, "iterations": 9, "losses": {"style": 1.0}}) + "\n")
         handle.write(json.dumps({"event": "not a frame"}) + "\n" + '{"index": 5, "pa')
     lines = [json.loads(line) for line in (work.path / "log.jsonl").read_text().splitlines()[:3]]
     assert lines[0]["pass"] == 2 and "pass_number" not in lines[0] and lines[0]["time"] > 0
@@ -143,6 +142,6 @@ def test_the_frame_log_has_one_schema_read_back_as_written(tmp_path):
     assert records[0] == written and records[0].quality == 1.75      # the time it was logged included
     assert records[1].reference and not records[1].cut and records[1].pass_number == 1
     old = records[2]
-    assert (old.pass_number, old.iterations, old.reliable, old.contrast, old.burn_in) == (1, 9, None, None, False)
+    assert (old.pass_number, old.iterations, old.temporal_scale, old.relaxed, old.reliable, old.burn_in) == (1, 9, 1.0, 0, None, False)
     work.drop_records(lambda r: r.reference)
     assert [(r.index, r.reference) for r in work.read_log()] == [(3, False), (4, False)]
