@@ -163,12 +163,8 @@ def flow_benchmark(size: tuple[int, int], cfg: Config, device, iteration_seconds
     first, second = wide[:, 3:], wide[:, :-3]
     analyser = MotionAnalyser(cfg.replace(long_term=0))
     analyser.pair(first, second)  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        analyser.pair(first, second)
-        times.append(time.perf_counter() - started)
-    flow_s, later_s = float(np.median(times)), iteration_seconds * cfg.frame_iterations
+    flow_s = float(np.median([_timed(lambda: analyser.pair(first, second), device, 1) for _ in range(repeats)]))
+    later_s = iteration_seconds * cfg.frame_iterations
     workers = flow_workers(device.type)
     return FlowRow(size, flow_s, later_s, workers, max(0.0, 1 - later_s * workers / flow_s))
 

@@ -242,13 +242,14 @@ class MotionAnalyser:
         self.seconds, self.pairs = 0.0, 0  # time spent in pair(), and how many
 
     def __call__(self, frame: np.ndarray, *, needed: bool = True) -> list[Motion]:
-        motions = []
-        if needed:
-            for offset in self.offsets:
-                if offset <= len(self.history):
-                    motions.append(self.pair(self.history[-offset], frame, offset))
+        return [self.pair(earlier, current, offset) for earlier, current, offset in self.due(frame, needed=needed)]
+
+    def due(self, frame: np.ndarray, *, needed: bool = True) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """The pairs (earlier frame, frame, offset) whose motions `frame` needs (none where not `needed`); the
+        frame then joins the history, needed or not."""
+        pairs = [(self.history[-o], frame, o) for o in self.offsets if o <= len(self.history)] if needed else []
         self.history.append(frame)
-        return motions
+        return pairs
 
     def pair(self, earlier: np.ndarray, frame: np.ndarray, offset: int = 1) -> Motion:
         started = time.perf_counter()
@@ -283,8 +284,9 @@ class MotionStream:
 
     def __init__(self, cfg: Config, workers: int = 1, needed: Callable[[int], bool] = lambda index: True):
         self.cfg, self.workers, self.needed = cfg, max(1, workers), needed
-        self.offsets = long_term_offsets(cfg.long_term) if cfg.flow else [1]
-        self._analysers: list[MotionAnalyser] = []
+        self._keeper = MotionAnalyser(cfg)  # the history, on the consumer's side; with one worker, the analysis too
+        self.offsets = self._keeper.offsets
+        self._analysers: list[MotionAnalyser] = [self._keeper]
         self._local = threading.local()
 
     @property
@@ -295,34 +297,24 @@ class MotionStream:
     def pairs(self) -> int:
         return sum(a.pairs for a in self._analysers)
 
-    def _analyser(self) -> MotionAnalyser:
+    def _motions(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> list[Motion]:
         analyser = getattr(self._local, "analyser", None)
         if analyser is None:
             analyser = self._local.analyser = MotionAnalyser(self.cfg)
             self._analysers.append(analyser)
-        return analyser
-
-    def _motions(self, pairs: list[tuple[np.ndarray, np.ndarray, int]]) -> list[Motion]:
-        analyser = self._analyser()
         return [analyser.pair(earlier, frame, offset) for earlier, frame, offset in pairs]
 
     def __call__(self, items: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, list[Motion]]]:
-        history: deque[np.ndarray] = deque(maxlen=max(self.offsets))
-
-        def pairs(index: int, frame: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
-            found = [(history[-o], frame, o) for o in self.offsets if o <= len(history)] if self.needed(index) else []
-            history.append(frame)
-            return found
-
         if self.workers == 1:
             for index, frame in items:
-                yield index, frame, self._motions(pairs(index, frame))
+                yield index, frame, self._keeper(frame, needed=self.needed(index))
             return
         pending: deque = deque()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="flow") as pool:
             try:
                 for index, frame in items:
-                    pending.append((index, frame, pool.submit(self._motions, pairs(index, frame))))
+                    due = self._keeper.due(frame, needed=self.needed(index))
+                    pending.append((index, frame, pool.submit(self._motions, due)))
                     if len(pending) >= self.workers:
                         index, frame, motions = pending.popleft()
                         yield index, frame, motions.result()
