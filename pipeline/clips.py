@@ -87,6 +87,11 @@ class Disc:
         return (ys - y - r + 0.5) ** 2 + (xs - x - r + 0.5) ** 2 <= r * r
 
 
+def _within(x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Whether points (x, y) lie inside a frame of `width` x `height` (pixel centres 0 .. size - 1)."""
+    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+
+
 def rendered_clip(name: str, motion: str, background: np.ndarray, cameras: list[Camera], size: tuple[int, int], *,
                   disc: Disc | None = None, gains: list[float] | None = None) -> Clip:
     """Frames of `size` (W, H) looking at `background` through each camera, the disc over them and the brightness
@@ -118,7 +123,7 @@ def rendered_clip(name: str, motion: str, background: np.ndarray, cameras: list[
             to_earlier = np.linalg.inv(earlier) @ np.vstack([forward, [0, 0, 1]])   # frame t pixel -> frame t-1
             moved = points @ to_earlier[:2].T
             flow[:] = moved - points[..., :2]
-            inside = (moved[..., 0] >= 0) & (moved[..., 0] <= width - 1) & (moved[..., 1] >= 0) & (moved[..., 1] <= height - 1)
+            inside = _within(moved[..., 0], moved[..., 1], width, height)
             visible = inside
             if disc:
                 (x, y), (px, py) = disc.place(t), disc.place(t - 1)
@@ -127,7 +132,7 @@ def rendered_clip(name: str, motion: str, background: np.ndarray, cameras: list[
                 visible = inside & ~hidden                                        # behind the disc at t-1
                 flow[covered] = (px - x, py - y)                                  # the disc moves as a whole
                 target_x, target_y = xs[covered] + px - x, ys[covered] + py - y
-                visible[covered] = (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+                visible[covered] = _within(target_x, target_y, width, height)
         frames.append(frame)
         flows.append(flow)
         visibility.append(visible)
